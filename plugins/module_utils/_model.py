@@ -1,0 +1,123 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The validated, normalised form of a stack file and of hosts.
+
+Pure data: `_spec` builds these from YAML, `_placement` consumes them, `_desired`
+renders container documents from them. No Ansible, Docker or HTTP imports here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing as t
+
+if t.TYPE_CHECKING:  # pragma: no cover
+    pass
+
+STRATEGIES = ("spread", "binpack")
+
+#: Label keys stackfleet writes on every container it creates.
+LABEL_CLUSTER = "io.stackfleet.cluster"
+LABEL_DEPLOY = "io.stackfleet.deploy"
+LABEL_INSTANCE = "io.stackfleet.instance"
+LABEL_SERVICE = "io.stackfleet.service"
+LABEL_CONFIG_HASH = "io.stackfleet.config-hash"
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What one container reserves on its host. Zero means "not reserved"."""
+
+    cpus: float = 0.0
+    memory_mb: int = 0  # MiB, rounded up from the stack file's unit
+
+    def __add__(self, other: "Resources") -> "Resources":
+        return Resources(self.cpus + other.cpus, self.memory_mb + other.memory_mb)
+
+
+@dataclasses.dataclass(frozen=True)
+class Port:
+    """One published port. `host_port` is None for a container-only (unpublished) port."""
+
+    container_port: int
+    protocol: str = "tcp"  # tcp | udp | sctp
+    host_port: t.Optional[int] = None
+    host_ip: str = ""
+
+    @property
+    def host_key(self) -> t.Optional[t.Tuple[int, str]]:
+        """The host resource this port consumes: two containers on one host never share it."""
+        return None if self.host_port is None else (self.host_port, self.protocol)
+
+
+@dataclasses.dataclass(frozen=True)
+class Service:
+    """What a container is. `config` holds the normalised Docker-facing settings
+    (command, entrypoint, env, ports, volumes, labels, restart, network_mode,
+    healthcheck, resources, ...) exactly as they go into a container document."""
+
+    name: str
+    image: str
+    resources: Resources
+    ports: t.Tuple[Port, ...]
+    config: t.Mapping[str, t.Any]
+
+    @property
+    def host_ports(self) -> t.FrozenSet[t.Tuple[int, str]]:
+        return frozenset(p.host_key for p in self.ports if p.host_key is not None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Deploy:
+    """One entry of `deploy:` — a stack or a lone service and the rules for placing it.
+
+    `units` are the services placed together on one host per instance: all of the
+    stack's services when `colocate` is true, otherwise each service is its own unit
+    (placement keys then are `<instance>.<service>`).
+    """
+
+    key: str
+    services: t.Tuple[str, ...]  # service names, in stack order
+    is_stack: bool
+    colocate: bool = True
+    count: int = 0
+    is_global: bool = False
+    constraint: t.Optional[str] = None  # source text, for messages
+    constraint_fn: t.Optional[t.Callable[[t.Mapping[str, t.Any]], bool]] = dataclasses.field(
+        default=None, compare=False, repr=False)  # compiled once; host document -> eligible
+    conflicts: t.Tuple[str, ...] = ()  # deploy keys never on the same host as this one
+    max_per_host: t.Optional[int] = None
+    spread: t.Optional[str] = None  # host label to spread instances evenly over
+    host: t.Optional[str] = None  # pinned host name
+    # Extensions beyond stack-format.md (documented in docs/stack-file.md):
+    affinity: t.Tuple[str, ...] = ()  # deploy keys that must already run on the chosen host
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """A whole validated stack file."""
+
+    cluster: str
+    strategy: str
+    services: t.Mapping[str, Service]
+    stacks: t.Mapping[str, t.Tuple[str, ...]]
+    deploys: t.Mapping[str, Deploy]  # in file order
+    source: str = "<inline>"  # file name for messages
+
+
+@dataclasses.dataclass(frozen=True)
+class Host:
+    """A host document as a constraint sees it (see stack-format.md, "Hosts")."""
+
+    name: str
+    labels: t.Mapping[str, str]
+    capacity: t.Optional[Resources]  # None = unlimited
+    facts: t.Mapping[str, t.Any] = dataclasses.field(default_factory=dict)
+    address: t.Optional[str] = None  # how siblings reach it; defaults to name
+
+    def document(self) -> t.Dict[str, t.Any]:
+        """The mapping a JMESPath constraint is evaluated against."""
+        cap = {} if self.capacity is None else {"cpus": self.capacity.cpus, "memory_mb": self.capacity.memory_mb}
+        return {"name": self.name, "labels": dict(self.labels), "capacity": cap,
+                "facts": dict(self.facts), "address": self.address or self.name}
