@@ -1,0 +1,225 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: stackfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: stack_plan
+short_description: Compute where every container of a stack file runs
+version_added: 0.1.0
+description:
+  - Reads a stackfleet stack file (services, stacks, deploy counts and placement rules),
+    validates all of it, and places every stack instance and service instance on the
+    given hosts.
+  - Honours count and global deploys, JMESPath constraints over host documents,
+    conflicts, max_per_host, colocation, spread over a host label, pinned hosts,
+    affinity and capacity (cpus, memory, host ports), with the C(spread) or
+    C(binpack) strategy.
+  - Deterministic and stable. Given O(previous_placement), every instance that is
+    still valid stays on its host; only instances on lost or now-ineligible hosts and
+    new instances move. Scaling down removes the highest indices.
+  - Changes nothing anywhere. It returns the placement and, per host, the container
+    documents that M(stackfleet.cluster.containers) converges.
+  - An invalid stack file or an infeasible request fails with every problem at once,
+    each naming the file, the key path and the rule, before any host is touched.
+author:
+  - stackfleet maintainers
+extends_documentation_fragment:
+  - stackfleet.cluster.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details: The diff shows the previous and the new placement.
+options:
+  stack_file:
+    description:
+      - Path to the stack file on the host that runs the module (usually the controller).
+      - Mutually exclusive with O(stack).
+    type: path
+  stack:
+    description:
+      - The stack file's content as a dictionary.
+      - Mutually exclusive with O(stack_file).
+    type: dict
+  hosts:
+    description:
+      - The host documents to place onto. Each has C(name) and optionally C(address),
+        C(labels), C(capacity) (C(cpus), C(memory_mb)) and C(facts); see the stack file reference.
+      - The P(stackfleet.cluster.host_documents#filter) filter builds this list from inventory hosts.
+    type: list
+    elements: dict
+    required: true
+  previous_placement:
+    description:
+      - The placement of the previous run, a mapping of placement key (for example V(lamp-3)) to host name.
+      - Usually read from the etcd state store with M(stackfleet.cluster.stack_state).
+    type: dict
+    default: {}
+notes:
+  - Values taken from the stack file are data, never templates. Sibling references such as
+    C({{ instance.services.mysql.host }}) are resolved by stackfleet's own restricted resolver,
+    not by Jinja.
+seealso:
+  - module: stackfleet.cluster.containers
+  - module: stackfleet.cluster.stack_state
+  - plugin: stackfleet.cluster.stacks
+    plugin_type: inventory
+"""
+
+EXAMPLES = r"""
+- name: Plan the LAMP stacks over the inventory's hosts
+  stackfleet.cluster.stack_plan:
+    stack_file: "{{ playbook_dir }}/../examples/lamp.yml"
+    hosts: "{{ groups['stackfleet_hosts'] | stackfleet.cluster.host_documents(hostvars) }}"
+  register: plan
+  delegate_to: localhost
+  run_once: true
+
+- name: Re-plan after a host was lost, keeping everything else where it is
+  stackfleet.cluster.stack_plan:
+    stack_file: stacks.yml
+    hosts:
+      - {name: node-1, labels: {rack: r1, disk: ssd}, capacity: {cpus: 4, memory_mb: 8192}}
+      - {name: node-2, labels: {rack: r2, disk: ssd}, capacity: {cpus: 4, memory_mb: 8192}}
+    previous_placement: "{{ plan.placement }}"
+
+- name: An inline stack
+  stackfleet.cluster.stack_plan:
+    stack:
+      cluster: demo
+      services:
+        web: {image: "local/busybox-web:1", ports: ["8080:8080"]}
+      deploy:
+        web: {count: 2, conflicts: [web]}
+    hosts: [{name: a}, {name: b}]
+"""
+
+RETURN = r"""
+cluster:
+  description: The cluster name from the stack file.
+  returned: success
+  type: str
+  sample: prod
+placement:
+  description: Placement key to host name.
+  returned: success
+  type: dict
+  sample: {"lamp-1": "node-1", "lamp-2": "node-3", "lb-1": "node-2", "node-exporter-node-1": "node-1"}
+containers:
+  description:
+    - Host name to the list of container documents desired on it, sorted by name.
+      Every given host is present, with an empty list when nothing runs there.
+    - The input of M(stackfleet.cluster.containers) for that host.
+  returned: success
+  type: dict
+  sample:
+    node-1:
+      - name: prod.lamp-1.mysql
+        cluster: prod
+        deploy: lamp
+        instance: lamp-1
+        service: mysql
+        host: node-1
+        image: mariadb:11
+        command: null
+        entrypoint: null
+        env: {MARIADB_DATABASE: app}
+        ports: [{container_port: 3306, protocol: tcp, host_port: 3306, host_ip: ""}]
+        volumes: [{source: mysql-data, target: /var/lib/mysql, read_only: false}]
+        labels: {team: data}
+        restart: unless-stopped
+        network_mode: null
+        resources: {cpus: 1.0, memory_mb: 1024}
+        healthcheck: null
+moved:
+  description: Placement keys that existed before and now run on another host.
+  returned: success
+  type: list
+  elements: str
+  sample: ["lamp-2"]
+added:
+  description: Placement keys that are new in this plan.
+  returned: success
+  type: list
+  elements: str
+  sample: ["lamp-5"]
+removed:
+  description: Placement keys of the previous placement that no longer exist (scale-down, removed deploys, gone hosts of global deploys).
+  returned: success
+  type: list
+  elements: str
+  sample: ["lamp-6"]
+summary:
+  description: A short human summary of the plan.
+  returned: success
+  type: str
+  sample: "prod: 14 instances on 3 hosts (lamp 5, lb 2, node-exporter 3); moved 1, added 0, removed 0"
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+try:
+    from ansible_collections.stackfleet.cluster.plugins.module_utils import _desired, _placement, _spec
+except ImportError as exc:  # yaml or jmespath missing on the host that runs the module
+    IMPORT_ERROR = exc
+    IMPORT_TRACEBACK = traceback.format_exc()
+else:
+    IMPORT_ERROR = None
+    IMPORT_TRACEBACK = None
+
+
+def _load_spec(module):
+    if module.params["stack_file"]:
+        return _spec.load_file(module.params["stack_file"])
+    return _spec.load_data(module.params["stack"], source="<stack option>")
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            stack_file=dict(type="path"),
+            stack=dict(type="dict"),
+            hosts=dict(type="list", elements="dict", required=True),
+            previous_placement=dict(type="dict", default={}),
+        ),
+        mutually_exclusive=[("stack_file", "stack")],
+        required_one_of=[("stack_file", "stack")],
+        supports_check_mode=True,
+    )
+    if IMPORT_ERROR is not None:
+        module.fail_json(msg=missing_required_lib("PyYAML and jmespath"), exception=IMPORT_TRACEBACK)
+
+    try:
+        spec = _load_spec(module)
+        hosts = _spec.load_hosts(module.params["hosts"], source="hosts")
+        previous = {str(k): str(v) for k, v in module.params["previous_placement"].items()}
+        placement = _placement.plan(spec, hosts, previous)
+        containers = _desired.render(spec, placement.assignments, hosts)
+    except (_spec.SpecError, _placement.PlacementError) as exc:
+        module.fail_json(msg=str(exc), errors=list(exc.errors))
+
+    result = dict(
+        changed=False,
+        cluster=spec.cluster,
+        placement=placement.assignments,
+        containers=containers,
+        moved=placement.moved,
+        added=placement.added,
+        removed=placement.removed,
+        summary=placement.summary(),
+    )
+    if module._diff:
+        result["diff"] = dict(before=dict(sorted(previous.items())), after=placement.assignments,
+                              before_header="previous placement", after_header="new placement")
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
