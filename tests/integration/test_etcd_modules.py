@@ -1,0 +1,329 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The etcd modules and the state store against REAL etcd 3.4 members.
+
+Each member runs in its own network namespace (`sfe-h1`.., bridge `sfebr0`,
+10.236.0.0/24) as the testbed recipe describes; daemons are tracked by pidfile
+and everything is torn down unconditionally by the fixtures. Needs root.
+
+    .venv/bin/pytest tests/integration/test_etcd_modules.py -v
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import typing as t
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+COLLECTIONS = os.path.join(ROOT, ".ansible", "collections")
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+MODULES = os.path.join(ROOT, "plugins", "modules")
+
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _etcd  # noqa: E402
+
+BRIDGE = "sfebr0"
+SUBNET_GW = "10.236.0.1"
+ETCD = shutil.which("etcd") or "/usr/bin/etcd"
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+    pytest.mark.skipif(not os.path.exists(ETCD), reason="needs /usr/bin/etcd"),
+]
+
+TIMINGS: t.Dict[str, t.List[float]] = {}
+
+
+def timed(label: str, func: t.Callable[[], t.Any]) -> t.Any:
+    start = time.monotonic()
+    try:
+        return func()
+    finally:
+        TIMINGS.setdefault(label, []).append(time.monotonic() - start)
+
+
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=30)
+
+
+# ---------------------------------------------------------------- the lab
+
+class Network:
+    """Bridge + per-host namespaces. Idempotent set-up, unconditional teardown."""
+
+    def __init__(self, hosts: t.Sequence[str]):
+        self.hosts = list(hosts)
+
+    @staticmethod
+    def ip(host: str) -> str:
+        return "10.236.0.%d" % (10 + int(host.rsplit("h", 1)[1]))
+
+    def up(self) -> None:
+        self.down()
+        sh("ip", "link", "add", BRIDGE, "type", "bridge")
+        sh("ip", "addr", "add", SUBNET_GW + "/24", "dev", BRIDGE)
+        sh("ip", "link", "set", BRIDGE, "up")
+        sh("iptables", "-I", "FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT")
+        for host in self.hosts:
+            ns, veth = "sfe-" + host, "vsfe-" + host
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "link", "set", veth, "master", BRIDGE, "up")
+            sh("ip", "netns", "exec", ns, "ip", "addr", "add", self.ip(host) + "/24", "dev", "eth0")
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up")
+            sh("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+
+    def down(self) -> None:
+        for host in self.hosts:
+            sh("ip", "netns", "del", "sfe-" + host, check=False)
+            sh("ip", "link", "del", "vsfe-" + host, check=False)
+        sh("ip", "link", "del", BRIDGE, check=False)
+        while sh("iptables", "-D", "FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT", check=False).returncode == 0:
+            pass
+
+
+class PKI:
+    """A throw-away CA plus one server/peer cert per host and one client cert (openssl)."""
+
+    def __init__(self, workdir: str):
+        self.dir = os.path.join(workdir, "pki")
+        os.makedirs(self.dir, exist_ok=True)
+        self.ca = os.path.join(self.dir, "ca.pem")
+        self._ca_key = os.path.join(self.dir, "ca-key.pem")
+        sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=sfe-test-ca",
+           "-keyout", self._ca_key, "-out", self.ca)
+        self.client_cert, self.client_key = self.issue("client", None)
+
+    def issue(self, name: str, ip: t.Optional[str]) -> t.Tuple[str, str]:
+        key, csr, cert = (os.path.join(self.dir, "%s%s" % (name, s)) for s in ("-key.pem", ".csr", ".pem"))
+        ext = os.path.join(self.dir, name + ".ext")
+        san = "IP:%s,IP:127.0.0.1" % ip if ip else "DNS:%s" % name
+        with open(ext, "w") as f:
+            f.write("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
+                    "extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName=%s\n" % san)
+        sh("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + name, "-keyout", key, "-out", csr)
+        sh("openssl", "x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self._ca_key, "-CAcreateserial",
+           "-days", "2", "-extfile", ext, "-out", cert)
+        return cert, key
+
+
+class EtcdLab:
+    """etcd members as processes in the lab namespaces, tracked by pidfile."""
+
+    def __init__(self, workdir: str, net: Network, pki: t.Optional[PKI], token: str):
+        self.workdir, self.net, self.pki, self.token = workdir, net, pki, token
+        self.scheme = "https" if pki else "http"
+
+    def peer_url(self, host: str) -> str:
+        return "%s://%s:2380" % (self.scheme, self.net.ip(host))
+
+    def client_url(self, host: str) -> str:
+        return "%s://%s:2379" % (self.scheme, self.net.ip(host))
+
+    def pidfile(self, host: str) -> str:
+        return os.path.join(self.workdir, host, "etcd.pid")
+
+    def start(self, host: str, initial: t.Sequence[str], state: str = "new") -> None:
+        hostdir = os.path.join(self.workdir, host)
+        os.makedirs(hostdir, exist_ok=True)
+        cmd = ["nsenter", "--net=/var/run/netns/sfe-" + host, ETCD, "--name", host,
+               "--data-dir", os.path.join(hostdir, "data"),
+               "--listen-peer-urls", self.peer_url(host), "--initial-advertise-peer-urls", self.peer_url(host),
+               "--listen-client-urls", self.client_url(host), "--advertise-client-urls", self.client_url(host),
+               "--initial-cluster", ",".join("%s=%s" % (h, self.peer_url(h)) for h in initial),
+               "--initial-cluster-token", self.token, "--initial-cluster-state", state]
+        if self.pki:
+            cert, key = self.pki.issue(host, self.net.ip(host))
+            cmd += ["--cert-file", cert, "--key-file", key, "--trusted-ca-file", self.pki.ca, "--client-cert-auth",
+                    "--peer-cert-file", cert, "--peer-key-file", key, "--peer-trusted-ca-file", self.pki.ca,
+                    "--peer-client-cert-auth"]
+        with open(os.path.join(hostdir, "etcd.log"), "ab") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.pidfile(host), "w") as f:
+            f.write(str(proc.pid))
+
+    def stop(self, host: str) -> None:
+        try:
+            with open(self.pidfile(host)) as f:
+                pid = int(f.read())
+        except (OSError, ValueError):
+            return
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                        break
+                except ChildProcessError:
+                    break
+                time.sleep(0.05)
+            else:
+                continue
+            break
+        os.unlink(self.pidfile(host))
+
+    def stop_all(self) -> None:
+        for host in self.net.hosts:
+            self.stop(host)
+
+    def conn(self) -> t.Dict[str, t.Any]:
+        """Connection options as module parameters."""
+        opts: t.Dict[str, t.Any] = {"endpoints": [self.client_url(h) for h in ("h1", "h2", "h3")], "timeout": 3}
+        if self.pki:
+            opts.update(ca_cert=self.pki.ca, client_cert=self.pki.client_cert, client_key=self.pki.client_key)
+        return opts
+
+    def client(self, hosts: t.Sequence[str] = ("h1", "h2", "h3")) -> _etcd.EtcdClient:
+        opts = self.conn()
+        opts["endpoints"] = [self.client_url(h) for h in hosts]
+        return _etcd.EtcdClient(**opts)
+
+    def wait_healthy(self, hosts: t.Sequence[str], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if all(self.client([h]).health()[0] for h in hosts):
+                    return
+            except _etcd.EtcdError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("etcd members %s not healthy after %ss" % (hosts, timeout))
+            time.sleep(0.2)
+
+
+def _make_lab(tls: bool) -> t.Iterator[EtcdLab]:
+    workdir = tempfile.mkdtemp(prefix="sfe-etcd-")
+    net = Network(["h1", "h2", "h3", "h4"])
+    lab = None
+    try:
+        net.up()
+        lab = EtcdLab(workdir, net, PKI(workdir) if tls else None, "sfe-%d" % os.getpid())
+        for host in ("h1", "h2", "h3"):
+            lab.start(host, ["h1", "h2", "h3"])
+        lab.wait_healthy(["h1", "h2", "h3"])
+        yield lab
+    finally:
+        if lab is not None:
+            lab.stop_all()
+        net.down()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def tls_lab() -> t.Iterator[EtcdLab]:
+    yield from _make_lab(tls=True)
+
+
+@pytest.fixture
+def plain_lab() -> t.Iterator[EtcdLab]:
+    yield from _make_lab(tls=False)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_timings() -> t.Iterator[None]:
+    yield
+    for label, values in sorted(TIMINGS.items()):
+        sys.stderr.write("\nTIMING %-28s n=%-3d min=%.3fs max=%.3fs mean=%.3fs" % (
+            label, len(values), min(values), max(values), sum(values) / len(values)))
+    sys.stderr.write("\n")
+
+
+# ---------------------------------------------------------------- running modules
+
+def run_module(name: str, args: t.Mapping[str, t.Any], check: bool = False,
+               env: t.Optional[t.Mapping[str, str]] = None) -> t.Dict[str, t.Any]:
+    """Run a module file the way Ansible does (args as JSON file), return its result."""
+    payload = dict(args)
+    payload["_ansible_check_mode"] = check
+    payload["_ansible_diff"] = True
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"ANSIBLE_MODULE_ARGS": payload}, f)
+    full_env = dict(os.environ, PYTHONPATH=COLLECTIONS)
+    full_env.update(env or {})
+    try:
+        proc = subprocess.run([os.path.join(VENV_BIN, "python"), os.path.join(MODULES, name + ".py"), f.name],
+                              capture_output=True, text=True, timeout=120, env=full_env)
+    finally:
+        os.unlink(f.name)
+    try:
+        return json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("module %s printed no JSON: %s %s" % (name, proc.stdout, proc.stderr))
+
+
+def run_ansible(module: str, args: t.Mapping[str, t.Any], check: bool = False,
+                env: t.Optional[t.Mapping[str, str]] = None) -> t.Dict[str, t.Any]:
+    """`ansible localhost -m stackfleet.cluster.<module>` with the json callback."""
+    cmd = [os.path.join(VENV_BIN, "ansible"), "localhost", "-m", "stackfleet.cluster." + module,
+           "-a", json.dumps(dict(args))]
+    if check:
+        cmd.append("--check")
+    full_env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+                    ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    full_env.update(env or {})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=full_env, cwd=ROOT)
+    try:
+        out = json.loads(proc.stdout)
+    except ValueError:
+        raise AssertionError("ansible printed no JSON: %s %s" % (proc.stdout, proc.stderr))
+    return out["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+def run_playbook(playbook: str, extra_vars: t.Mapping[str, t.Any], workdir: str) -> t.Tuple[int, str]:
+    path = os.path.join(workdir, "play.yml")
+    with open(path, "w") as f:
+        f.write(playbook)
+    vars_path = os.path.join(workdir, "vars.json")
+    with open(vars_path, "w") as f:
+        json.dump(dict(extra_vars), f)
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           path, "-e", "@" + vars_path], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, ANSIBLE_LOCALHOST_WARNING="0"))
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------- tests: the client
+
+def test_client_basics_tls(tls_lab: EtcdLab) -> None:
+    client = tls_lab.client()
+    assert client.version()["etcdserver"].startswith("3.4")
+    assert client.request("/kv/range", {"key": _etcd.b64("x")}) is not None
+    cluster_id, members = client.member_list()
+    assert cluster_id and len(members) == 3
+    assert {m.name for m in members} == {"h1", "h2", "h3"}
+    assert not any(m.is_learner for m in members)
+    status = client.status(tls_lab.client_url("h1"))
+    assert status["leader"] in {m.id for m in members}
+    rev = client.put("/sfe/k", "v1")
+    revision, kv = client.get("/sfe/k")
+    assert kv is not None and kv.value == b"v1" and kv.mod_revision == rev == revision
+    ok, _, _ = client.txn([_etcd.txn_compare("/sfe/k", "CREATE", 0)], [_etcd.txn_put("/sfe/k", "v2")])
+    assert ok is False  # "succeeded" is omitted from the JSON when false
+    lease, ttl = client.lease_grant(5)
+    assert lease and ttl >= 5
+    assert client.lease_keepalive(lease) >= 5
+    assert 0 < client.lease_timetolive(lease) <= 5
+    client.lease_revoke(lease)
+    assert client.lease_timetolive(lease) == -1
+
+
+def test_client_failover_names_endpoints(plain_lab: EtcdLab) -> None:
+    dead = "http://10.236.0.14:2379"  # h4's namespace exists but runs no etcd
+    client = _etcd.EtcdClient([dead, plain_lab.client_url("h2")], timeout=2)
+    assert client.member_list()[1]
+    assert client.endpoints[0] == plain_lab.client_url("h2")  # sticky after failover
+    only_dead = _etcd.EtcdClient([dead], timeout=1)
+    with pytest.raises(_etcd.EtcdConnectionError, match="10.236.0.14:2379"):
+        only_dead.member_list()
