@@ -1,0 +1,260 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Decide what to do on one host: desired container documents + observed containers → actions.
+
+Pure logic, no Docker or Ansible imports. Drift is judged from what stackfleet itself wrote
+(the config-hash label) and from facts the daemon cannot normalise differently from what the
+user wrote (image id, state, the labels stackfleet set). Comparing option by option against
+`docker inspect` is what causes recreate storms in docker_container (community.docker #934,
+#1080, #85, #314); a hash of the desired document never changes unless the document does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing as t
+
+from ansible_collections.stackfleet.cluster.plugins.module_utils._model import (
+    LABEL_CLUSTER,
+    LABEL_CONFIG_HASH,
+    LABEL_DEPLOY,
+    LABEL_INSTANCE,
+    LABEL_SERVICE,
+)
+
+CREATE = "created"
+RECREATE = "recreated"
+START = "started"
+REMOVE = "removed"
+UNCHANGED = "unchanged"
+
+#: Docker states that are fixed by starting (or unpausing) the existing container.
+STARTABLE_STATES = ("exited", "created", "paused")
+#: States where the existing container is beyond repair and is replaced.
+BROKEN_STATES = ("dead", "removing")
+
+SECRET_MASK = "********"
+REQUIRED_KEYS = ("name", "cluster", "image")
+
+
+class DocumentError(ValueError):
+    """The container documents handed to the module are unusable; nothing was touched."""
+
+
+def _canonical(value: t.Any) -> t.Any:
+    """Integral floats become ints, so `cpus: 1` and `cpus: 1.0` hash alike."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def config_hash(doc: t.Mapping[str, t.Any]) -> str:
+    """sha256 of the canonical JSON of a container document, without `host` (moving a
+    document between hosts does not change what the container is)."""
+    body = {k: v for k, v in doc.items() if k != "host"}
+    text = json.dumps(_canonical(body), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def container_labels(doc: t.Mapping[str, t.Any]) -> t.Dict[str, str]:
+    """Every label the container gets: the user's, then stackfleet's own (which win)."""
+    labels = {str(k): str(v) for k, v in (doc.get("labels") or {}).items()}
+    labels.update({
+        LABEL_CLUSTER: str(doc["cluster"]),
+        LABEL_DEPLOY: str(doc.get("deploy") or ""),
+        LABEL_INSTANCE: str(doc.get("instance") or ""),
+        LABEL_SERVICE: str(doc.get("service") or ""),
+        LABEL_CONFIG_HASH: config_hash(doc),
+    })
+    return labels
+
+
+@dataclasses.dataclass(frozen=True)
+class Observed:
+    """One container as a single `GET /containers/json?all=1` row shows it."""
+
+    id: str
+    name: str
+    image: str  # the reference it was created from
+    image_id: str
+    state: str  # created | running | paused | restarting | removing | exited | dead
+    status: str  # human text, carries "(healthy)" / "(unhealthy)"
+    labels: t.Mapping[str, str]
+    created: int = 0
+
+    def summary(self) -> t.Dict[str, t.Any]:
+        """What `diff.before` and the `containers` return show: no env, nothing secret."""
+        return {
+            "name": self.name, "id": self.id, "image": self.image, "image_id": self.image_id,
+            "state": self.state, "status": self.status, "created": self.created,
+            "config_hash": self.labels.get(LABEL_CONFIG_HASH),
+            "labels": {k: v for k, v in sorted(self.labels.items())},
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    name: str
+    action: str
+    reason: str
+    doc: t.Optional[t.Mapping[str, t.Any]] = None
+    observed: t.Optional[Observed] = None
+
+    @property
+    def changes(self) -> bool:
+        return self.action != UNCHANGED
+
+    def report(self) -> t.Dict[str, str]:
+        return {"name": self.name, "action": self.action, "reason": self.reason}
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    removals: t.Tuple[Action, ...]  # done first: they free names and host ports
+    rollout: t.Tuple[Action, ...]  # create / recreate / start, in name order, batched by the caller
+    unchanged: t.Tuple[Action, ...]
+    warnings: t.Tuple[str, ...] = ()
+
+    @property
+    def actions(self) -> t.List[Action]:
+        return sorted(self.removals + self.rollout + self.unchanged, key=lambda a: a.name)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.removals or self.rollout)
+
+
+def validate(docs: t.Sequence[t.Mapping[str, t.Any]], cluster: str) -> None:
+    """Every problem at once, before any host is touched."""
+    problems = []
+    seen = set()
+    for index, doc in enumerate(docs):
+        where = "containers[%d]" % index
+        if not isinstance(doc, dict):
+            problems.append("%s is not a mapping" % where)
+            continue
+        missing = [k for k in REQUIRED_KEYS if not doc.get(k)]
+        if missing:
+            problems.append("%s lacks %s" % (where, ", ".join(missing)))
+            continue
+        name = doc["name"]
+        if doc["cluster"] != cluster:
+            problems.append("%s (%s) belongs to cluster %r, not %r" % (where, name, doc["cluster"], cluster))
+        if name in seen:
+            problems.append("%s: container name %s appears twice" % (where, name))
+        seen.add(name)
+        env = doc.get("env") or {}
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            problems.append("%s (%s): env must map names to strings (quote numbers and booleans)" % (where, name))
+    if problems:
+        raise DocumentError("; ".join(problems))
+
+
+def _observed_by_name(observed: t.Iterable[Observed]) -> t.Dict[str, Observed]:
+    return {o.name: o for o in observed}
+
+
+def missing_names(docs: t.Sequence[t.Mapping[str, t.Any]], observed: t.Iterable[Observed]) -> t.List[str]:
+    """Desired names with no container of this cluster: only these can clash with a foreign one."""
+    have = _observed_by_name(observed)
+    return [d["name"] for d in docs if d["name"] not in have]
+
+
+def _drift(doc: t.Mapping[str, t.Any], obs: Observed, image_id: t.Optional[str]) -> t.Optional[str]:
+    """Why the existing container must be replaced, or None."""
+    want_hash = config_hash(doc)
+    have_hash = obs.labels.get(LABEL_CONFIG_HASH)
+    if have_hash is None:
+        return "no %s label (created or replaced outside stackfleet)" % LABEL_CONFIG_HASH
+    if have_hash != want_hash:
+        return "configuration changed (hash %s -> %s)" % (have_hash[:12], want_hash[:12])
+    expected = container_labels(doc)
+    edited = sorted(k for k, v in expected.items() if obs.labels.get(k) != v)
+    if edited:
+        return "labels differ from the desired ones: %s" % ", ".join(edited)
+    if image_id is not None and obs.image_id != image_id:
+        return "image %s now points to %s (container runs %s)" % (doc["image"], _short(image_id), _short(obs.image_id))
+    if obs.state in BROKEN_STATES:
+        return "container is %s" % obs.state
+    return None
+
+
+def _short(image_id: str) -> str:
+    return image_id.split(":", 1)[-1][:12]
+
+
+def plan(
+    docs: t.Sequence[t.Mapping[str, t.Any]],
+    observed: t.Sequence[Observed],
+    image_ids: t.Mapping[str, t.Optional[str]],
+    prune: bool = True,
+    foreign: t.Optional[t.Mapping[str, str]] = None,
+) -> Plan:
+    """The actions that bring the host to `docs`.
+
+    `observed` are the containers carrying this cluster's label; `image_ids` maps each desired
+    image reference to the local image id (None: not present locally, so it cannot be compared);
+    `foreign` maps names of containers *without* the cluster label to their ids — a desired
+    name found there is an error (raised as DocumentError), never a removal.
+    """
+    have = _observed_by_name(observed)
+    clashes = sorted(d["name"] for d in docs if d["name"] not in have and d["name"] in (foreign or {}))
+    if clashes:
+        raise DocumentError(
+            "container name(s) %s already used by container(s) not managed by this cluster (no %s label); "
+            "remove or rename them by hand: stackfleet never touches containers it does not own"
+            % (", ".join(clashes), LABEL_CLUSTER))
+    rollout, unchanged, warnings = [], [], []  # type: t.List[Action], t.List[Action], t.List[str]
+    for doc in sorted(docs, key=lambda d: d["name"]):
+        name = doc["name"]
+        obs = have.get(name)
+        if obs is None:
+            rollout.append(Action(name, CREATE, "missing", doc))
+            continue
+        why = _drift(doc, obs, image_ids.get(doc["image"]))
+        if why:
+            rollout.append(Action(name, RECREATE, why, doc, obs))
+        elif obs.state in STARTABLE_STATES:
+            rollout.append(Action(name, START, "container is %s" % obs.state, doc, obs))
+        else:
+            unchanged.append(Action(name, UNCHANGED, "up to date (%s)" % obs.state, doc, obs))
+            if obs.state == "restarting" or "(unhealthy)" in obs.status:
+                warnings.append("%s is %s: its configuration is current, so stackfleet leaves it to its restart "
+                                "policy; see `docker logs %s`" % (name, obs.status or obs.state, name))
+    wanted = {d["name"] for d in docs}
+    removals = []
+    for obs in sorted(observed, key=lambda o: o.name):
+        if obs.name in wanted:
+            continue
+        if prune:
+            removals.append(Action(obs.name, REMOVE, _removal_reason(obs, wanted), None, obs))
+    return Plan(tuple(removals), tuple(rollout), tuple(unchanged), tuple(warnings))
+
+
+def _removal_reason(obs: Observed, wanted: t.AbstractSet[str]) -> str:
+    """Say so when the container is a desired one renamed by hand (its labels still name it)."""
+    labelled = "%s.%s.%s" % (obs.labels.get(LABEL_CLUSTER), obs.labels.get(LABEL_INSTANCE), obs.labels.get(LABEL_SERVICE))
+    if labelled in wanted and labelled != obs.name:
+        return "renamed by hand (its labels make it %s, which is recreated under that name)" % labelled
+    return "not desired any more"
+
+
+def batches(actions: t.Sequence[Action], size: int) -> t.List[t.List[Action]]:
+    """Rolling groups: at most `size` containers are replaced at once."""
+    size = max(1, size)
+    return [list(actions[i:i + size]) for i in range(0, len(actions), size)]
+
+
+def scrub_doc(doc: t.Mapping[str, t.Any]) -> t.Dict[str, t.Any]:
+    """A document safe to print: env names stay (they show what is set), values are masked."""
+    clean = dict(doc)
+    if clean.get("env"):
+        clean["env"] = {k: SECRET_MASK for k in clean["env"]}
+    return clean

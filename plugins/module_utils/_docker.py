@@ -1,0 +1,372 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The only place stackfleet talks to a Docker engine (through the Docker SDK for Python).
+
+Reads are batched: one container listing filtered by the cluster label and one image listing
+describe a whole host, so a run where nothing changed makes two GET requests and no write.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+import typing as t
+
+from ansible.module_utils.basic import env_fallback
+from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import (
+    CREATE,
+    RECREATE,
+    Action,
+    Observed,
+    Plan,
+    batches,
+    container_labels,
+)
+from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_CLUSTER
+
+try:
+    import docker
+    import requests
+    from docker.errors import DockerException
+
+    HAS_DOCKER = True
+    DOCKER_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - depends on the target's Python
+    HAS_DOCKER = False
+    DOCKER_IMPORT_ERROR = exc
+
+    class DockerException(Exception):  # type: ignore[no-redef]
+        """Placeholder so `except DockerException` works without the SDK."""
+
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+#: The connection options every stackfleet module that talks to Docker takes (doc fragment
+#: stackfleet.cluster.docker). `tls`/`validate_certs` have no default on purpose: "unset" and
+#: "false" mean different things for a tcp:// host (see resolve_endpoint).
+CONNECTION_ARGSPEC = dict(
+    docker_host=dict(type="str", default=DEFAULT_DOCKER_HOST, aliases=["docker_url"], fallback=(env_fallback, ["DOCKER_HOST"])),
+    tls=dict(type="bool", fallback=(env_fallback, ["DOCKER_TLS"])),
+    validate_certs=dict(type="bool", aliases=["tls_verify"], fallback=(env_fallback, ["DOCKER_TLS_VERIFY"])),
+    ca_path=dict(type="path", aliases=["ca_cert", "tls_ca_cert", "cacert_path"]),
+    client_cert=dict(type="path", aliases=["tls_client_cert", "cert_path"]),
+    client_key=dict(type="path", aliases=["tls_client_key", "key_path"]),
+    tls_hostname=dict(type="str", fallback=(env_fallback, ["DOCKER_TLS_HOSTNAME"])),
+    api_version=dict(type="str", default="auto", aliases=["docker_api_version"], fallback=(env_fallback, ["DOCKER_API_VERSION"])),
+    timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
+)
+
+
+class EngineError(Exception):
+    """A Docker call failed; the message names the engine or the container and Docker's reason."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """How to reach one engine, after env fallbacks and the secure-by-default rule."""
+
+    url: str
+    tls: bool = False
+    verify: bool = False
+    ca_path: t.Optional[str] = None
+    client_cert: t.Optional[str] = None
+    client_key: t.Optional[str] = None
+    tls_hostname: t.Optional[str] = None
+    api_version: str = "auto"
+    timeout: int = 60
+
+
+def resolve_endpoint(params: t.Mapping[str, t.Any], environ: t.Mapping[str, str] = os.environ) -> Endpoint:
+    """Turn the connection options into an Endpoint; raise EngineError for an unsafe tcp:// set-up.
+
+    Certificate files not given as options come from DOCKER_CERT_PATH (ca.pem, cert.pem,
+    key.pem), as the docker CLI does. A tcp:// host with neither `tls` nor `validate_certs`
+    set verifies TLS when a CA is known and otherwise refuses to connect: the Docker API is
+    root on the host, so plaintext is used only when the user writes `tls: false`.
+    """
+    url = params.get("docker_host") or DEFAULT_DOCKER_HOST
+    cert_dir = environ.get("DOCKER_CERT_PATH") or ""
+
+    def from_cert_dir(option: str, filename: str) -> t.Optional[str]:
+        if params.get(option):
+            return params[option]
+        path = os.path.join(cert_dir, filename) if cert_dir else ""
+        return path if path and os.path.isfile(path) else None
+
+    ca_path = from_cert_dir("ca_path", "ca.pem")
+    client_cert = from_cert_dir("client_cert", "cert.pem")
+    client_key = from_cert_dir("client_key", "key.pem")
+    tls, verify = params.get("tls"), params.get("validate_certs")
+    common = dict(url=url, ca_path=ca_path, client_cert=client_cert, client_key=client_key,
+                  tls_hostname=params.get("tls_hostname"), api_version=params.get("api_version") or "auto",
+                  timeout=int(params.get("timeout") or 60))
+    if not url.startswith(("tcp://", "https://", "http://")):
+        return Endpoint(**common)  # unix:// and ssh:// carry their own transport security
+    if verify:
+        return Endpoint(tls=True, verify=True, **common)
+    if tls:
+        return Endpoint(tls=True, verify=False, **common)
+    if tls is False:
+        return Endpoint(**common)
+    if ca_path and verify is None:
+        return Endpoint(tls=True, verify=True, **common)
+    raise EngineError(
+        "refusing to talk to the Docker engine at %s without TLS: set validate_certs: true (with ca_path, "
+        "client_cert and client_key, or DOCKER_CERT_PATH holding ca.pem, cert.pem, key.pem), or tls: true "
+        "to encrypt without verifying, or tls: false to accept an unencrypted, unauthenticated connection" % url)
+
+
+def _hostname_adapter(hostname: str) -> t.Any:
+    """A requests adapter that checks the server certificate against `hostname` instead of
+    the URL's host (what `tls_hostname` means; the SDK dropped `assert_hostname` in 7.0)."""
+
+    class _Adapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:
+            kwargs["assert_hostname"] = hostname
+            kwargs["server_hostname"] = hostname
+            super().init_poolmanager(*args, **kwargs)
+
+    return _Adapter()
+
+
+def connect(endpoint: Endpoint) -> Engine:
+    if not HAS_DOCKER:
+        raise EngineError("the Docker SDK for Python is required on the target (pip install 'docker>=6'): %s" % DOCKER_IMPORT_ERROR)
+    tls: t.Any = False
+    if endpoint.tls:
+        cert = (endpoint.client_cert, endpoint.client_key) if endpoint.client_cert and endpoint.client_key else None
+        verify: t.Any = (endpoint.ca_path or True) if endpoint.verify else False
+        tls = docker.tls.TLSConfig(client_cert=cert, ca_cert=endpoint.ca_path, verify=verify)
+    deferred_version = endpoint.api_version == "auto" and bool(endpoint.tls_hostname)
+    try:
+        api = docker.APIClient(
+            base_url=endpoint.url, tls=tls, timeout=endpoint.timeout,
+            version=docker.constants.DEFAULT_DOCKER_API_VERSION if deferred_version else endpoint.api_version,
+            use_ssh_client=endpoint.url.startswith("ssh://"))
+        if endpoint.tls and endpoint.tls_hostname:
+            api.mount("https://", _hostname_adapter(endpoint.tls_hostname))
+        if deferred_version:
+            # Negotiated only now, so that the first request already checks tls_hostname.
+            api._version = api._retrieve_server_version()  # pylint: disable=protected-access
+    except (DockerException, requests.exceptions.RequestException) as exc:
+        raise EngineError("cannot reach the Docker engine at %s: %s" % (endpoint.url, exc))
+    return Engine(api, endpoint.url)
+
+
+def _nanoseconds(seconds: t.Any) -> t.Optional[int]:
+    return None if seconds is None else int(round(float(seconds) * 1e9))
+
+
+def _restart_policy(restart: t.Optional[str]) -> t.Optional[t.Dict[str, t.Any]]:
+    if not restart:
+        return None
+    name, _sep, retries = restart.partition(":")
+    policy: t.Dict[str, t.Any] = {"Name": name}
+    if retries:
+        policy["MaximumRetryCount"] = int(retries)
+    return policy
+
+
+def create_arguments(api: t.Any, doc: t.Mapping[str, t.Any]) -> t.Dict[str, t.Any]:
+    """Keyword arguments for `APIClient.create_container` from a container document
+    (docs/architecture.md, "Container documents"). Each key is translated here and only here."""
+    ports = doc.get("ports") or []
+    bindings: t.Dict[str, t.List[t.Any]] = {}
+    for port in ports:
+        if port.get("host_port") is not None:
+            key = "%s/%s" % (port["container_port"], port.get("protocol") or "tcp")
+            bindings.setdefault(key, []).append((port.get("host_ip") or "", port["host_port"]) if port.get("host_ip") else port["host_port"])
+    binds = ["%s:%s:%s" % (v["source"], v["target"], "ro" if v.get("read_only") else "rw") for v in doc.get("volumes") or []]
+    resources = doc.get("resources") or {}
+    host_config = dict(
+        port_bindings=bindings or None,
+        binds=binds or None,
+        restart_policy=_restart_policy(doc.get("restart")),
+        network_mode=doc.get("network_mode") or None,
+        nano_cpus=int(round(float(resources.get("cpus") or 0) * 1e9)) or None,
+        mem_limit=int(resources.get("memory_mb") or 0) * 1024 * 1024 or None,
+    )
+    healthcheck = None
+    if doc.get("healthcheck"):
+        hc = doc["healthcheck"]
+        healthcheck = {k: v for k, v in dict(
+            test=hc.get("test"), interval=_nanoseconds(hc.get("interval")), timeout=_nanoseconds(hc.get("timeout")),
+            retries=hc.get("retries"), start_period=_nanoseconds(hc.get("start_period"))).items() if v is not None}
+    return dict(
+        image=doc["image"], name=doc["name"], command=doc.get("command") or None, entrypoint=doc.get("entrypoint") or None,
+        environment=dict(doc.get("env") or {}) or None, labels=container_labels(doc),
+        ports=[(p["container_port"], p.get("protocol") or "tcp") for p in ports] or None,
+        healthcheck=healthcheck,
+        host_config=api.create_host_config(**{k: v for k, v in host_config.items() if v is not None}),
+    )
+
+
+def _canonical_image_ref(ref: str) -> str:
+    """`busybox` and `docker.io/library/busybox:latest` name the same image in `RepoTags`."""
+    if "@" in ref:
+        return ref
+    name, tag = ref, "latest"
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = ref.rsplit(":", 1)
+    for prefix in ("docker.io/library/", "docker.io/", "index.docker.io/library/", "index.docker.io/"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    if name.startswith("library/"):
+        name = name[len("library/"):]
+    return "%s:%s" % (name, tag)
+
+
+def observed_from_listing(row: t.Mapping[str, t.Any]) -> Observed:
+    names = row.get("Names") or ["/" + row["Id"][:12]]
+    return Observed(
+        id=row["Id"], name=names[0].lstrip("/"), image=row.get("Image") or "", image_id=row.get("ImageID") or "",
+        state=row.get("State") or "", status=row.get("Status") or "", labels=dict(row.get("Labels") or {}),
+        created=int(row.get("Created") or 0))
+
+
+class Engine:
+    """One Docker engine. Methods raise EngineError with the engine URL or container name."""
+
+    def __init__(self, api: t.Any, url: str) -> None:
+        self.api = api
+        self.url = url
+
+    def _call(self, what: str, fn: t.Callable[..., t.Any], *args: t.Any, **kwargs: t.Any) -> t.Any:
+        try:
+            return fn(*args, **kwargs)
+        except requests.exceptions.ConnectionError as exc:
+            raise EngineError("cannot reach the Docker engine at %s (%s): %s" % (self.url, what, exc))
+        except DockerException as exc:
+            explanation = getattr(exc, "explanation", None) or str(exc)
+            raise EngineError("%s: %s" % (what, explanation))
+        except requests.exceptions.RequestException as exc:
+            raise EngineError("%s: request to %s failed: %s" % (what, self.url, exc))
+
+    # Reads ---------------------------------------------------------------------------
+    def list_cluster(self, cluster: str) -> t.List[Observed]:
+        """Every container (any state) carrying the cluster label, in one request."""
+        rows = self._call("list containers", self.api.containers, all=True, filters={"label": "%s=%s" % (LABEL_CLUSTER, cluster)})
+        return [observed_from_listing(r) for r in rows]
+
+    def foreign_names(self, cluster: str, names: t.Iterable[str]) -> t.Dict[str, str]:
+        """Which of `names` are taken by containers *not* of this cluster (one request)."""
+        wanted = set(names)
+        rows = self._call("list containers", self.api.containers, all=True)
+        found = {}
+        for row in rows:
+            obs = observed_from_listing(row)
+            if obs.name in wanted and obs.labels.get(LABEL_CLUSTER) != cluster:
+                found[obs.name] = obs.id
+        return found
+
+    def image_ids(self, refs: t.Iterable[str]) -> t.Dict[str, t.Optional[str]]:
+        """Local image id of each reference (None when absent), from one image listing."""
+        by_ref: t.Dict[str, str] = {}
+        for image in self._call("list images", self.api.images):
+            for tag in (image.get("RepoTags") or []) + (image.get("RepoDigests") or []):
+                by_ref[_canonical_image_ref(tag)] = image["Id"]
+        return {ref: by_ref.get(_canonical_image_ref(ref), ref if ref.startswith("sha256:") else None) for ref in refs}
+
+    def state(self, container_id: str) -> t.Mapping[str, t.Any]:
+        return self._call("inspect %s" % container_id[:12], self.api.inspect_container, container_id).get("State") or {}
+
+    def logs_tail(self, container_id: str, lines: int = 5) -> str:
+        try:
+            out = self.api.logs(container_id, tail=lines)
+        except (DockerException, requests.exceptions.RequestException):
+            return ""
+        return out.decode("utf-8", "replace").strip() if isinstance(out, bytes) else str(out).strip()
+
+    # Writes --------------------------------------------------------------------------
+    def pull(self, ref: str) -> None:
+        repository, _sep, tag = ref.partition("@") if "@" in ref else (ref, "", "")
+        if "@" not in ref:
+            last = ref.rsplit("/", 1)[-1]
+            repository, tag = (ref.rsplit(":", 1) if ":" in last else (ref, "latest"))
+        self._call("pull %s" % ref, self.api.pull, repository, tag=tag or None)
+
+    def remove(self, name: str, container_id: str) -> None:
+        self._call("%s: remove" % name, self.api.remove_container, container_id, force=True)
+
+    def create(self, doc: t.Mapping[str, t.Any]) -> str:
+        name = doc["name"]
+        return self._call("%s: create" % name, lambda: self.api.create_container(**create_arguments(self.api, doc)))["Id"]
+
+    def start(self, name: str, container_id: str, paused: bool = False) -> None:
+        if paused:
+            self._call("%s: unpause" % name, self.api.unpause, container_id)
+        else:
+            self._call("%s: start" % name, self.api.start, container_id)
+
+    # Rollout -------------------------------------------------------------------------
+    def apply(self, plan: Plan, max_parallel: int = 1, wait: str = "running", wait_timeout: float = 60) -> t.List[str]:
+        """Carry out `plan`; return the errors (each naming its container). One failure does not
+        stop the rest: every container is handled before the caller reports all errors."""
+        errors = []
+        for action in plan.removals:
+            try:
+                self.remove(action.name, action.observed.id)  # type: ignore[union-attr]
+            except EngineError as exc:
+                errors.append(str(exc))
+        for batch in batches(plan.rollout, max_parallel):
+            started = []
+            for action in batch:
+                try:
+                    started.append((action, self._roll(action)))
+                except EngineError as exc:
+                    errors.append(str(exc))
+            if wait != "none":
+                errors.extend(self._wait(started, wait, wait_timeout))
+        return errors
+
+    def _roll(self, action: Action) -> str:
+        obs = action.observed
+        if action.action == RECREATE and obs is not None:
+            self.remove(action.name, obs.id)
+        if action.action in (CREATE, RECREATE):
+            container_id = self.create(action.doc)  # type: ignore[arg-type]
+            self.start(action.name, container_id)
+            return container_id
+        assert obs is not None
+        self.start(action.name, obs.id, paused=obs.state == "paused")
+        return obs.id
+
+    def _wait(self, started: t.Sequence[t.Tuple[Action, str]], wait: str, timeout: float) -> t.List[str]:
+        """Poll the batch until each container is running (or healthy, when it has a
+        healthcheck and wait=healthy); a container that exits or turns unhealthy fails."""
+        errors = []
+        pending = dict((cid, action.name) for action, cid in started)
+        deadline = time.monotonic() + timeout
+        delay = 0.1
+        while pending:
+            for cid, name in list(pending.items()):
+                try:
+                    state = self.state(cid)
+                except EngineError as exc:
+                    errors.append(str(exc))
+                    del pending[cid]
+                    continue
+                status = state.get("Status")
+                health = (state.get("Health") or {}).get("Status")
+                if status in ("exited", "dead") or (status == "restarting" and state.get("ExitCode")):
+                    logs = self.logs_tail(cid)
+                    errors.append("%s: exited with code %s%s%s" % (
+                        name, state.get("ExitCode"), ": " + state["Error"] if state.get("Error") else "",
+                        " (last output: %s)" % logs if logs else ""))
+                    del pending[cid]
+                elif health == "unhealthy" and wait == "healthy":
+                    errors.append("%s: unhealthy" % name)
+                    del pending[cid]
+                elif status == "running" and (wait == "running" or health in (None, "healthy")):
+                    del pending[cid]
+            if not pending:
+                break
+            if time.monotonic() >= deadline:
+                errors.extend("%s: not %s within %s s" % (name, wait, timeout) for name in sorted(pending.values()))
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        return errors
