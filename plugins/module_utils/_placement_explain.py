@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Why a unit could not be placed, in words a user can act on.
+
+Only runs after the engine has failed, so it may look at every eligible host: it
+names the deploy, the rule that binds and the numbers behind it.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import UNLIMITED, HostTable, fmt_ports
+
+_LIST_AT_MOST = 5
+
+
+def _names(keys: t.Iterable[str]) -> str:
+    return ", ".join(sorted(keys))
+
+
+def _hosts_needed(rules: t.Any) -> int:
+    count = rules.deploy.count
+    if rules.exclusive:
+        return count
+    if rules.max_per_host < UNLIMITED:
+        return -(-count // rules.max_per_host)
+    return 1
+
+
+def unplaced(table: HostTable, rules: t.Any, unit: t.Any, more: int) -> str:
+    """The message for a counted deploy's unit that found no host (`more` of its kind wait behind it)."""
+    key = rules.deploy.key
+    eligible = rules.eligible
+    conflicted = [i for i in eligible if table.runs_any(i, rules.others)]
+    free = [i for i in eligible if not table.runs_any(i, rules.others)]
+    candidates = [i for i in free if table.runs_all(i, rules.affinity)]
+    if not candidates:
+        if free and rules.affinity:
+            return "deploy.%s: affinity: needs a host running %s; none of the %d eligible hosts free of conflicts does" % (
+                key, _names(rules.affinity), len(free))
+        return "deploy.%s: conflicts: needs %d hosts free of %s, %d eligible (%d run a conflicting deploy)" % (
+            key, _hosts_needed(rules), _names(rules.others), len(free), len(conflicted))
+    open_hosts = [i for i in candidates if _takes_new_instance(table, rules, i)]
+    if not open_hosts:
+        if rules.exclusive:
+            return "deploy.%s: conflicts: needs %d hosts free of %s, %d eligible" % (
+                key, rules.deploy.count, _names(rules.others | {key}), len(candidates))
+        return "deploy.%s: max_per_host: %d instances at most %d per host need %d hosts, %d eligible" % (
+            key, rules.deploy.count, rules.max_per_host, _hosts_needed(rules), len(candidates))
+    shape = unit.shape
+    clash = {i for i in open_hosts if shape.ports and not table.ports[i].isdisjoint(shape.ports)}
+    roomy = [i for i in open_hosts if i not in clash]
+    what = "instance %s" % unit.instance if unit.key == unit.instance else "unit %s" % unit.key
+    tail = "" if not more else " (and %d more)" % more
+    notes = ["%d eligible" % len(eligible)]
+    if roomy:
+        best = max(roomy, key=lambda i: (table.free_cpu[i], table.free_mem[i], -i))
+        notes.append("best has %s" % table.describe_free(best))
+    if clash:
+        notes.append("%s%d have a port of %s taken" % ("" if roomy else "all ", len(clash), fmt_ports(shape.ports)))
+    return "deploy.%s: capacity: %s%s needs %s; no eligible host has room (%s)" % (
+        key, what, tail, shape.describe(), ", ".join(notes))
+
+
+def _takes_new_instance(table: HostTable, rules: t.Any, i: int) -> bool:
+    mine = table.placed[i].get(rules.deploy.key)
+    return not mine or not (rules.exclusive or len(mine) >= rules.max_per_host)
+
+
+def global_unplaced(table: HostTable, rules: t.Any, units: t.Sequence[t.Any]) -> t.List[str]:
+    """Messages for a global deploy's instances whose own host cannot take them, one per rule."""
+    key = rules.deploy.key
+    by_rule: t.Dict[str, t.List[str]] = {}
+    for unit in units:
+        i = unit.fixed
+        name = table.names[i]
+        hit = sorted(d for d in rules.others if d in table.placed[i])
+        if hit:
+            by_rule.setdefault("conflicts", []).append("%s (runs %s)" % (name, ", ".join(hit)))
+        elif not table.runs_all(i, rules.affinity):
+            missing = sorted(d for d in rules.affinity if d not in table.placed[i])
+            by_rule.setdefault("affinity", []).append("%s (runs no %s)" % (name, ", ".join(missing)))
+        elif unit.shape.ports and not table.ports[i].isdisjoint(unit.shape.ports):
+            taken = table.ports[i] & unit.shape.ports
+            by_rule.setdefault("capacity", []).append("%s (port %s taken)" % (name, fmt_ports(taken)))
+        else:
+            by_rule.setdefault("capacity", []).append("%s (%s)" % (name, table.describe_free(i)))
+    messages = []
+    need = units[0].shape.describe()
+    for rule in sorted(by_rule):
+        hosts = by_rule[rule]
+        listed = "; ".join(hosts[:_LIST_AT_MOST]) + ("; ..." if len(hosts) > _LIST_AT_MOST else "")
+        messages.append("deploy.%s: %s: global instance needs %s; cannot run on %d of %d eligible hosts: %s" % (
+            key, rule, need, len(hosts), len(rules.eligible), listed))
+    return messages

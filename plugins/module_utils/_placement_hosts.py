@@ -1,0 +1,133 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Mutable per-host bookkeeping for the placement engine (`_placement`).
+
+Hosts are numbered in name order, so "ties broken by host name" is simply the
+smaller index. Resources are integers (milli-cpus, MiB) so sums are exact and a
+plan never depends on float rounding. Everything here is O(1) per call: the
+engine asks "does this unit fit host i" thousands of times per plan.
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Host, Service
+
+#: Stands in for "not limited": larger than any real reservation.
+UNLIMITED = 1 << 62
+
+
+class Shape:
+    """What one placement unit reserves: the sum of its services' resources and their host ports."""
+
+    __slots__ = ("services", "milli_cpus", "memory_mb", "ports")
+
+    def __init__(self, services: t.Sequence[Service]):
+        self.services = tuple(s.name for s in services)
+        self.milli_cpus = sum(_milli(s.resources.cpus) for s in services)
+        self.memory_mb = sum(int(s.resources.memory_mb) for s in services)
+        ports: t.Set[t.Tuple[int, str]] = set()
+        for service in services:
+            ports.update(service.host_ports)
+        self.ports = frozenset(ports)
+
+    def describe(self) -> str:
+        parts = ["cpus %s" % fmt_cpus(self.milli_cpus), "memory %d MiB" % self.memory_mb]
+        if self.ports:
+            parts.append("ports " + fmt_ports(self.ports))
+        return ", ".join(parts)
+
+
+class HostTable:
+    """Free resources, used ports and placed instances of every host, indexed by position in name order."""
+
+    def __init__(self, hosts: t.Sequence[Host]):
+        self.hosts = sorted(hosts, key=lambda h: h.name)
+        self.names = [h.name for h in self.hosts]
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.cap_cpu = [_capacity(h, "cpus") for h in self.hosts]
+        self.cap_mem = [_capacity(h, "memory_mb") for h in self.hosts]
+        self.free_cpu = list(self.cap_cpu)
+        self.free_mem = list(self.cap_mem)
+        self.ports: t.List[t.Set[t.Tuple[int, str]]] = [set() for _ in self.hosts]
+        # deploy key -> {instance id -> units of that instance here}
+        self.placed: t.List[t.Dict[str, t.Dict[str, int]]] = [{} for _ in self.hosts]
+        self.containers = [0] * len(self.hosts)
+        self.version = [0] * len(self.hosts)  # bumped on every change; invalidates stale heap entries
+        # Size order for binpack's choice among empty hosts: larger first.
+        self.size = [(-self.cap_cpu[i], -self.cap_mem[i]) for i in range(len(self.hosts))]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def fits(self, i: int, shape: Shape, deploy: str, instance: str, exclusive: bool, max_per_host: int) -> bool:
+        """Capacity, ports and this deploy's own per-host limits. Conflicts with other
+        deploys, affinity and eligibility are the caller's (they do not change while one
+        deploy is being placed)."""
+        if self.free_cpu[i] < shape.milli_cpus or self.free_mem[i] < shape.memory_mb:
+            return False
+        if shape.ports and not self.ports[i].isdisjoint(shape.ports):
+            return False
+        mine = self.placed[i].get(deploy)
+        if mine and instance not in mine and (exclusive or len(mine) >= max_per_host):
+            return False
+        return True
+
+    def add(self, i: int, shape: Shape, deploy: str, instance: str) -> None:
+        self.free_cpu[i] -= shape.milli_cpus
+        self.free_mem[i] -= shape.memory_mb
+        if shape.ports:
+            self.ports[i].update(shape.ports)
+        mine = self.placed[i].setdefault(deploy, {})
+        mine[instance] = mine.get(instance, 0) + 1
+        self.containers[i] += len(shape.services)
+        self.version[i] += 1
+
+    def runs_any(self, i: int, deploys: t.Iterable[str]) -> bool:
+        placed = self.placed[i]
+        return any(d in placed for d in deploys)
+
+    def runs_all(self, i: int, deploys: t.Iterable[str]) -> bool:
+        placed = self.placed[i]
+        return all(d in placed for d in deploys)
+
+    def load(self, i: int) -> float:
+        """Fraction of the host in use: the fuller of cpu and memory (0 where unlimited)."""
+        cpu = 0.0 if self.cap_cpu[i] >= UNLIMITED else (self.cap_cpu[i] - self.free_cpu[i]) / self.cap_cpu[i]
+        mem = 0.0 if self.cap_mem[i] >= UNLIMITED else (self.cap_mem[i] - self.free_mem[i]) / self.cap_mem[i]
+        return cpu if cpu > mem else mem
+
+    def spread_key(self, i: int) -> t.Tuple[t.Any, ...]:
+        """Least loaded first; then fewest containers; then name."""
+        return (self.load(i), self.containers[i], i, self.version[i])
+
+    def binpack_key(self, i: int) -> t.Tuple[t.Any, ...]:
+        """Fullest first; among equally full (e.g. empty) hosts the largest, so fewer hosts are opened."""
+        return (-self.load(i), -self.containers[i], self.size[i], i, self.version[i])
+
+    def describe_free(self, i: int) -> str:
+        cpu = "unlimited" if self.cap_cpu[i] >= UNLIMITED else fmt_cpus(self.free_cpu[i])
+        mem = "unlimited" if self.cap_mem[i] >= UNLIMITED else "%d MiB" % self.free_mem[i]
+        return "cpus %s, memory %s free" % (cpu, mem)
+
+
+def _milli(cpus: float) -> int:
+    return int(round(float(cpus) * 1000))
+
+
+def _capacity(host: Host, what: str) -> int:
+    """A host without capacity, or with 0 in one dimension, is not limited in it."""
+    if host.capacity is None:
+        return UNLIMITED
+    value = _milli(host.capacity.cpus) if what == "cpus" else int(host.capacity.memory_mb)
+    return value if value > 0 else UNLIMITED
+
+
+def fmt_cpus(milli: int) -> str:
+    return ("%.3f" % (milli / 1000.0)).rstrip("0").rstrip(".") if milli % 1000 else "%d" % (milli // 1000)
+
+
+def fmt_ports(ports: t.Iterable[t.Tuple[int, str]]) -> str:
+    return ",".join("%d/%s" % p for p in sorted(ports))
