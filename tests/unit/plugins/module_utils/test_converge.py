@@ -1,6 +1,5 @@
 """The drift rules of _converge: hash-based, storm-free, and never touching foreign containers."""
 import pytest
-
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _converge as cv
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import (
     LABEL_CLUSTER,

@@ -1,9 +1,8 @@
 """Properties: a container created from a document is never judged drifted from it (no storms),
 and the second plan after applying the first has nothing to do (idempotence)."""
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _converge as cv
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _converge as cv
 
 IMG = "sha256:" + "c" * 64
 names = st.from_regex(r"[a-z]{1,6}-[1-9]", fullmatch=True)

@@ -6,7 +6,6 @@ import sys
 
 import docker
 import pytest
-
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _docker as dk
 
 
@@ -65,7 +64,6 @@ def test_every_env_fallback_reaches_the_module_params(monkeypatch, capsys, certd
     192.0.2.7, TEST-NET) and the error shows the env-derived URL; the params are in invocation."""
     from ansible.module_utils import basic
     from ansible.module_utils.testing import patch_module_args
-
     from ansible_collections.stackfleet.cluster.plugins.modules import containers
 
     for k, v in ENV.items():
@@ -83,7 +81,6 @@ def test_every_env_fallback_reaches_the_module_params(monkeypatch, capsys, certd
 
 def test_env_values_never_reach_module_output(monkeypatch, capsys):
     from ansible.module_utils.testing import patch_module_args
-
     from ansible_collections.stackfleet.cluster.plugins.modules import containers
 
     monkeypatch.delenv("DOCKER_HOST", raising=False)
