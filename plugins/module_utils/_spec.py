@@ -441,11 +441,24 @@ def _jmespath_truthy(value: t.Any) -> bool:
     return not (value is None or value is False or (isinstance(value, (str, list, dict)) and not value))
 
 
+def _jmespath_problem(exc: Exception) -> str:
+    """jmespath's own str() spans lines with a caret; messages here are one line."""
+    position = getattr(exc, "lex_position", None)
+    where = " at character %d" % (position + 1) if isinstance(position, int) else ""
+    if getattr(exc, "message", None):  # LexerError
+        return "%s%s" % (exc.message, where)
+    if getattr(exc, "token_value", None) is None and isinstance(position, int):
+        return "the expression ends too early%s" % where
+    if getattr(exc, "token_value", None) is not None:
+        return "unexpected %s%s" % (show(exc.token_value), where)
+    return " ".join(str(exc).split())
+
+
 def _compile_constraint(errs: _Errors, path: str, text: str) -> t.Optional[t.Callable[[t.Mapping[str, t.Any]], bool]]:
     try:
         compiled = jmespath.compile(text)
     except JMESPathError as exc:
-        errs.add(path, "invalid JMESPath expression %s: %s" % (show(text), " ".join(str(exc).split())))
+        errs.add(path, "invalid JMESPath expression %s: %s" % (show(text), _jmespath_problem(exc)))
         return None
 
     def eligible(host_document: t.Mapping[str, t.Any]) -> bool:
@@ -749,7 +762,8 @@ def _healthcheck(errs: _Errors, path: str, value: t.Any) -> t.Optional[t.Dict[st
     body = _mapping(errs, path, value, HEALTHCHECK_KEYS, what="a mapping with test")
     if body is None:
         return None
-    check: t.Dict[str, t.Any] = dict(HEALTHCHECK_DEFAULTS)
+    check: t.Dict[str, t.Any] = {"test": None}
+    check.update(HEALTHCHECK_DEFAULTS)
     test = body.get("test")
     if isinstance(test, str) and test.strip():
         check["test"] = ["CMD-SHELL", str(test)]

@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Desired container documents from a spec and a placement, and their config hash.
+
+Pure: no Ansible, Docker or HTTP imports. References such as
+`{{ instance.services.mysql.host }}` are resolved here with `_refs`, never by a
+template engine, because stack file values are untrusted.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import typing as t
+
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _refs
+from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Deploy, Host, Spec
+from ansible_collections.stackfleet.cluster.plugins.module_utils._spec import SpecError
+
+#: Document fields that say where a container is, not what it is: a container whose
+#: hash differs only in these is the same container.
+BOOKKEEPING_FIELDS = ("name", "host")
+
+
+class RenderError(SpecError):
+    """The placement does not fit the spec, or a reference cannot be resolved."""
+
+
+class _Unit(t.NamedTuple):
+    deploy: Deploy
+    instance: str  # lamp-3, node-exporter-node-1
+    index: t.Optional[int]  # None for a global instance
+    service: str
+    host: str
+
+
+def container_name(cluster: str, instance: str, service: str) -> str:
+    """`<cluster>.<instance>.<service>`, e.g. `prod.lamp-3.mysql`."""
+    return "%s.%s.%s" % (cluster, instance, service)
+
+
+def render(spec: Spec, placement_assignments: t.Mapping[str, str], hosts: t.Sequence[Host]) -> t.Dict[str, t.List[t.Dict[str, t.Any]]]:
+    """Host name → container documents on it, sorted by name; every host is present.
+
+    Raises RenderError when a placement key is missing, unknown or on an unknown host.
+    """
+    errors: t.List[str] = []
+    by_name = {host.name: host for host in hosts}
+    units = _units(spec, placement_assignments, hosts, errors)
+    for unit in units:
+        if unit.host not in by_name:
+            errors.append("%s: placement: %s runs on host '%s', which is not among the given hosts"
+                          % (spec.source, _unit_key(unit), unit.host))
+    if errors:
+        raise RenderError(spec.source, errors)
+
+    def address(host: str) -> str:
+        return by_name[host].address or host
+
+    siblings: t.Dict[str, t.Dict[str, str]] = {}  # instance → service → host
+    backends: t.Dict[t.Tuple[str, str], t.List[str]] = {}  # (deploy, service) → hosts in instance order
+    for unit in units:
+        siblings.setdefault(unit.instance, {})[unit.service] = unit.host
+        backends.setdefault((unit.deploy.key, unit.service), []).append(unit.host)
+
+    containers: t.Dict[str, t.List[t.Dict[str, t.Any]]] = {host.name: [] for host in hosts}
+    names: t.Set[str] = set()
+    for unit in units:
+        name = container_name(spec.cluster, unit.instance, unit.service)
+        if name in names:
+            errors.append("%s: container %s: the name is produced twice; rename a deploy key or host" % (spec.source, name))
+            continue
+        names.add(name)
+
+        def resolve(ref: _refs.Ref, unit: _Unit = unit) -> str:
+            return _resolve(spec, unit, ref, siblings, backends, address)
+
+        try:
+            containers[unit.host].append(_document(spec, unit, name, resolve))
+        except _Unresolved as exc:
+            errors.append("%s: container %s: %s" % (spec.source, name, exc))
+    if errors:
+        raise RenderError(spec.source, errors)
+    for documents in containers.values():
+        documents.sort(key=lambda doc: doc["name"])
+    return containers
+
+
+def _unit_key(unit: _Unit) -> str:
+    split = unit.deploy.is_stack and not unit.deploy.colocate
+    return "%s.%s" % (unit.instance, unit.service) if split else unit.instance
+
+
+def _units(spec: Spec, assignments: t.Mapping[str, str], hosts: t.Sequence[Host], errors: t.List[str]) -> t.List[_Unit]:
+    """Every placed container, in deploy order then instance order (global: by host name)."""
+    units, claimed = [], set()
+    host_names = sorted(host.name for host in hosts)
+    for deploy in spec.deploys.values():
+        if deploy.is_global:
+            instances = [("%s-%s" % (deploy.key, host), None) for host in host_names]
+        else:
+            instances = [("%s-%d" % (deploy.key, index), index) for index in range(1, deploy.count + 1)]
+        split = deploy.is_stack and not deploy.colocate
+        for instance, index in instances:
+            for service in deploy.services:
+                key = "%s.%s" % (instance, service) if split else instance
+                if key in assignments:
+                    claimed.add(key)
+                    units.append(_Unit(deploy, instance, index, service, str(assignments[key])))
+                elif not deploy.is_global:  # a global deploy runs only on eligible hosts
+                    errors.append("%s: placement: no host for %s (deploy.%s needs %d instances)"
+                                  % (spec.source, key, deploy.key, deploy.count))
+    for key in sorted(set(assignments) - claimed):
+        errors.append("%s: placement: key %s matches no instance of the stack file" % (spec.source, key))
+    return units
+
+
+class _Unresolved(ValueError):
+    pass
+
+
+def _resolve(spec: Spec, unit: _Unit, ref: _refs.Ref, siblings: t.Mapping[str, t.Mapping[str, str]],
+             backends: t.Mapping[t.Tuple[str, str], t.List[str]], address: t.Callable[[str], str]) -> str:
+    kind = ref[0]
+    if kind == "cluster":
+        return spec.cluster
+    if kind == "instance":
+        field = ref[1]
+        if field == "id":
+            return unit.instance
+        if field == "host":
+            return unit.host
+        if field == "address":
+            return address(unit.host)
+        if unit.index is None:
+            raise _Unresolved("'{{ instance.index }}' is not defined for global deploy '%s'" % unit.deploy.key)
+        return str(unit.index)
+    if kind == "sibling":
+        service, field = ref[1], ref[2]
+        if service not in siblings.get(unit.instance, {}):
+            raise _Unresolved("'%s': instance %s has no service '%s'" % (_refs.render(ref), unit.instance, service))
+        if field == "name":
+            return container_name(spec.cluster, unit.instance, service)
+        return address(siblings[unit.instance][service])
+    key, service = ref[1], ref[2]
+    if key not in spec.deploys or service not in spec.deploys[key].services:
+        raise _Unresolved("'%s': no deploy '%s' running service '%s'" % (_refs.render(ref), key, service))
+    ordered: t.List[str] = []
+    for host in backends.get((key, service), ()):
+        if address(host) not in ordered:  # one entry per host: it is a backend address list
+            ordered.append(address(host))
+    return ",".join(ordered)
+
+
+def _document(spec: Spec, unit: _Unit, name: str, resolve: t.Callable[[_refs.Ref], str]) -> t.Dict[str, t.Any]:
+    service = spec.services[unit.service]
+    config = copy.deepcopy(dict(service.config))
+    for field in ("command", "entrypoint"):
+        if config.get(field) is not None:
+            config[field] = [_refs.substitute(item, resolve) for item in config[field]]
+    config["env"] = {key: _refs.substitute(value, resolve) for key, value in config.get("env", {}).items()}
+    for volume in config.get("volumes", ()):
+        volume["source"] = _refs.substitute(volume["source"], resolve)
+    document = {"name": name, "cluster": spec.cluster, "deploy": unit.deploy.key, "instance": unit.instance,
+                "service": unit.service, "host": unit.host, "image": service.image}
+    document.update(config)
+    return document
+
+
+def _canonical(value: t.Any) -> t.Any:
+    """JSON-ready value where 1 and 1.0 are the same: a round trip through YAML or a module's
+    arguments may turn one into the other, and that must not look like drift."""
+    if isinstance(value, t.Mapping):
+        return {str(key): _canonical(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def config_hash(document: t.Mapping[str, t.Any]) -> str:
+    """sha256 hex of the canonical JSON of everything in `document` except `BOOKKEEPING_FIELDS`.
+
+    Stable across Python versions and dict orders: keys sorted, no whitespace, UTF-8.
+    """
+    relevant = {key: value for key, value in document.items() if key not in BOOKKEEPING_FIELDS}
+    text = json.dumps(_canonical(relevant), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
