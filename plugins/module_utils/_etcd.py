@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import time
 import typing as t
 
+from ansible.module_utils.common.parameters import env_fallback
+from ansible.module_utils.errors import AnsibleFallbackNotFound
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import open_url
@@ -30,6 +33,50 @@ CODE_UNAUTHENTICATED = 16
 CODE_FAILED_PRECONDITION = 9  # e.g. "can only promote a learner member which is in sync with leader"
 
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)")
+_DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
+
+
+def _insecure_fallback() -> bool:
+    """validate_certs from etcdctl's ETCDCTL_INSECURE_SKIP_TLS_VERIFY (inverted)."""
+    value = os.environ.get("ETCDCTL_INSECURE_SKIP_TLS_VERIFY")
+    if value is None:
+        raise AnsibleFallbackNotFound
+    return value.strip().lower() not in ("1", "true", "yes", "on")
+
+
+def _timeout_fallback() -> float:
+    """timeout from ETCD_TIMEOUT (seconds) or etcdctl's ETCDCTL_COMMAND_TIMEOUT (a Go duration: 5s, 500ms)."""
+    for name in ("ETCD_TIMEOUT", "ETCDCTL_COMMAND_TIMEOUT"):
+        value = os.environ.get(name, "").strip()
+        if value:
+            return parse_duration(value)
+    raise AnsibleFallbackNotFound
+
+
+#: Connection options of every etcd module (documented in doc_fragments/etcd.py).
+#: Every one falls back to the variables etcdctl reads, so AWX credentials can inject them.
+CONNECTION_ARGSPEC = dict(
+    endpoints=dict(type="list", elements="str", default=["127.0.0.1:2379"],
+                   fallback=(env_fallback, ["ETCD_ENDPOINTS", "ETCDCTL_ENDPOINTS"])),
+    ca_cert=dict(type="path", aliases=["cacert"], fallback=(env_fallback, ["ETCDCTL_CACERT", "ETCD_CACERT"])),
+    client_cert=dict(type="path", aliases=["cert"], fallback=(env_fallback, ["ETCDCTL_CERT", "ETCD_CERT"])),
+    client_key=dict(type="path", aliases=["key"], no_log=False, fallback=(env_fallback, ["ETCDCTL_KEY", "ETCD_KEY"])),
+    validate_certs=dict(type="bool", default=True, fallback=(_insecure_fallback,)),
+    user=dict(type="str", fallback=(env_fallback, ["ETCDCTL_USER", "ETCD_USER"])),
+    password=dict(type="str", no_log=True, fallback=(env_fallback, ["ETCDCTL_PASSWORD", "ETCD_PASSWORD"])),
+    timeout=dict(type="float", default=5.0, fallback=(_timeout_fallback,)),
+)
+
+
+def client_from_params(params: t.Mapping[str, t.Any]) -> EtcdClient:
+    """An EtcdClient from module parameters (CONNECTION_ARGSPEC). A user given as
+    `name:password` (etcdctl's --user form) is split when no password is set."""
+    user, password = params.get("user"), params.get("password")
+    if user and password is None and ":" in user:
+        user, password = user.split(":", 1)
+    return EtcdClient(params["endpoints"], ca_cert=params.get("ca_cert"), client_cert=params.get("client_cert"),
+                      client_key=params.get("client_key"), validate_certs=params.get("validate_certs", True),
+                      user=user, password=password, timeout=params.get("timeout") or 5.0)
 
 
 class EtcdError(Exception):
@@ -77,6 +124,14 @@ def parse_version(version: str) -> t.Tuple[int, int]:
     if not match:
         raise EtcdError("cannot read an etcd version from %r" % (version,))
     return int(match.group(1)), int(match.group(2))
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from "5", "5s", "500ms", "1m" or "2.5s"."""
+    match = _DURATION_RE.match(str(text).strip())
+    if not match:
+        raise ValueError("cannot read a duration from %r (use 5, 5s, 500ms or 1m)" % (text,))
+    return float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]
 
 
 def id_from_json(value: t.Any) -> int:

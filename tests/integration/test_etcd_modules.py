@@ -265,20 +265,24 @@ def run_module(name: str, args: t.Mapping[str, t.Any], check: bool = False,
 
 def run_ansible(module: str, args: t.Mapping[str, t.Any], check: bool = False,
                 env: t.Optional[t.Mapping[str, str]] = None) -> t.Dict[str, t.Any]:
-    """`ansible localhost -m stackfleet.cluster.<module>` with the json callback."""
+    """`ansible localhost -m stackfleet.cluster.<module>`; the raw result comes from `--tree`
+    (the json callback would overwrite the module's own `action` key with the task's)."""
+    tree = tempfile.mkdtemp(prefix="sfe-tree-")
     cmd = [os.path.join(VENV_BIN, "ansible"), "localhost", "-m", "stackfleet.cluster." + module,
-           "-a", json.dumps(dict(args))]
+           "-a", json.dumps(dict(args)), "--tree", tree]
     if check:
         cmd.append("--check")
-    full_env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-                    ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    full_env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
     full_env.update(env or {})
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=full_env, cwd=ROOT)
     try:
-        out = json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError("ansible printed no JSON: %s %s" % (proc.stdout, proc.stderr))
-    return out["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=full_env, cwd=ROOT)
+        try:
+            with open(os.path.join(tree, "localhost")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            raise AssertionError("ansible wrote no result: %s %s" % (proc.stdout, proc.stderr))
+    finally:
+        shutil.rmtree(tree, ignore_errors=True)
 
 
 def run_playbook(playbook: str, extra_vars: t.Mapping[str, t.Any], workdir: str) -> t.Tuple[int, str]:
@@ -327,3 +331,67 @@ def test_client_failover_names_endpoints(plain_lab: EtcdLab) -> None:
     only_dead = _etcd.EtcdClient([dead], timeout=1)
     with pytest.raises(_etcd.EtcdConnectionError, match="10.236.0.14:2379"):
         only_dead.member_list()
+
+
+# ---------------------------------------------------------------- tests: etcd_member
+
+def test_member_add_learner_start_promote_remove_tls(tls_lab: EtcdLab) -> None:
+    conn = tls_lab.conn()
+    h4 = {"name": "h4", "peer_urls": [tls_lab.peer_url("h4")]}
+
+    result = run_module("etcd_member", dict(conn, **h4), check=True)
+    assert result["changed"] and result["action"] == "added_learner", result
+    assert len(tls_lab.client().member_list()[1]) == 3  # check mode changed nothing
+
+    result = timed("member add (learner)", lambda: run_ansible("etcd_member", dict(conn, **h4)))
+    assert result["changed"] and result["action"] == "added_learner", result
+    assert result["member"]["learner"] and not result["member"]["started"]
+    assert result["member"]["id_hex"] == "%x" % result["member"]["id"]
+
+    again = run_module("etcd_member", dict(conn, **h4))
+    assert not again["changed"] and again["action"] == "waiting_for_learner", again
+    assert "start etcd" in json.dumps(again.get("warnings")), again  # 2.19: warnings are summaries
+
+    tls_lab.start("h4", ["h1", "h2", "h3", "h4"], state="existing")
+    result = timed("member promote", lambda: run_module("etcd_member", dict(conn, **h4)))
+    assert result["changed"] and result["action"] == "promoted", result
+    assert result["member"]["name"] == "h4" and not result["member"]["learner"]
+    assert all(m["healthy"] for m in result["members"]), result["members"]
+
+    again = run_ansible("etcd_member", dict(conn, **h4))
+    assert not again["changed"] and again.get("action") == "none", again
+
+    result = run_module("etcd_member", dict(conn, state="absent", **h4), check=True)
+    assert result["changed"] and result["action"] == "removed"
+    assert len(tls_lab.client().member_list()[1]) == 4
+
+    result = timed("member remove", lambda: run_ansible("etcd_member", dict(conn, state="absent", **h4)))
+    assert result["changed"] and result["action"] == "removed", result
+    assert {m["name"] for m in result["members"]} == {"h1", "h2", "h3"}
+    again = run_ansible("etcd_member", dict(conn, state="absent", name="h4"))
+    assert not again["changed"] and again.get("action") == "none", again
+
+
+def test_member_refusals_and_repair(plain_lab: EtcdLab) -> None:
+    conn = plain_lab.conn()
+    plain_lab.stop("h3")
+
+    result = run_module("etcd_member", dict(conn, name="h4", peer_urls=[plain_lab.peer_url("h4")]))
+    assert result.get("failed") and "quorum impossible" in result["msg"], result
+    assert "h3" in result["msg"]
+    assert len(plain_lab.client().member_list()[1]) == 3
+
+    result = run_module("etcd_member", dict(conn, state="absent", name="h2", peer_urls=[plain_lab.peer_url("h2")]))
+    assert result.get("failed") and "without quorum" in result["msg"], result
+
+    # repair: the dead member may go while h1+h2 keep quorum
+    result = timed("member remove (unhealthy)", lambda: run_module(
+        "etcd_member", dict(conn, state="absent", name="h3", peer_urls=[plain_lab.peer_url("h3")])))
+    assert result["changed"] and result["action"] == "removed", result
+    assert {m["name"] for m in result["members"]} == {"h1", "h2"}
+
+    plain_lab.stop("h2")  # now 2 voters, one down: removing the healthy one would leave none
+    result = run_module("etcd_member", dict(conn, state="absent", name="h1", peer_urls=[plain_lab.peer_url("h1")],
+                                            wait_timeout=5))
+    assert result.get("failed"), result
+    assert "quorum" in result["msg"], result
