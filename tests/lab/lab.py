@@ -28,7 +28,7 @@ import lab_inventory  # noqa: E402
 import lab_net  # noqa: E402
 import lab_procs  # noqa: E402
 import lab_tls  # noqa: E402
-from lab_engine import Engine, EngineError  # noqa: E402
+from lab_engine import API_VERSION, Engine, EngineError  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STATE_ROOT = "/tmp/stackfleet-lab"
@@ -285,14 +285,30 @@ class Lab:
     # ---- clients -----------------------------------------------------------
 
     def docker_client_kwargs(self, index):
-        """Keyword arguments for `docker.DockerClient` reaching host `index` over TCP (+TLS)."""
-        host = self.host(index)
-        if self.plain:
-            return {"base_url": host.docker_url, "version": "auto"}
-        import docker.tls  # only callers that use the SDK need it
+        """Keyword arguments for `docker.DockerClient` reaching host `index` over TCP (+TLS).
 
-        tls = docker.tls.TLSConfig(client_cert=(self.client_cert, self.client_key), ca_cert=self.ca_cert, verify=True)
-        return {"base_url": host.docker_url, "tls": tls, "version": "auto"}
+        The API version is pinned, not "auto": auto-detection connects inside the
+        constructor, before `docker_client` can switch off the environment's CA bundle.
+        """
+        host = self.host(index)
+        kwargs = {"base_url": host.docker_url, "version": API_VERSION}
+        if not self.plain:
+            import docker.tls  # only callers that use the SDK need it
+
+            kwargs["tls"] = docker.tls.TLSConfig(client_cert=(self.client_cert, self.client_key), ca_cert=self.ca_cert, verify=True)
+        return kwargs
+
+    def docker_client(self, index):
+        """A `docker.DockerClient` for host `index` that trusts the lab CA whatever the environment says.
+
+        requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's own CA file,
+        which fails every handshake with the lab's engines where those are set.
+        """
+        import docker
+
+        client = docker.DockerClient(**self.docker_client_kwargs(index))
+        client.api.trust_env = False
+        return client
 
     # ---- down --------------------------------------------------------------
 

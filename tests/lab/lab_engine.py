@@ -10,7 +10,8 @@ import os
 import socket
 import urllib.parse
 
-API = "/v1.41"  # dockerd 20.10; newer engines still accept it
+API_VERSION = "1.41"  # dockerd 20.10 (Debian 12); newer engines still accept it
+API = "/v" + API_VERSION
 
 
 class EngineError(Exception):

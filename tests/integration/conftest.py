@@ -1,0 +1,136 @@
+"""Fixtures for integration tests: real labs (network namespaces, dockerd over TLS,
+etcd) and `ansible-playbook` runs against their inventory.
+
+Test labs use their own names and subnets so they never meet the demo lab
+(`sf`, 10.231.0.0/24) or an engineer's own (10.232-10.239). Set
+STACKFLEET_LAB_KEEP=1 to leave a session's labs up for debugging.
+"""
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
+
+from lab import Lab  # noqa: E402
+
+TLS_LAB = {"name": "sft", "subnet": "10.241.0.0/24", "hosts": 3}
+ETCD_LAB = {"name": "sfte", "subnet": "10.242.0.0/24", "hosts": 3, "etcd": True}
+LAB_TOOLS = ("dockerd", "nsenter", "ip", "iptables", "openssl", "busybox", "haproxy", "etcd")
+LAB_FIXTURES = {"lab", "etcd_lab", "lab_factory"}
+
+
+def pytest_configure(config):
+    # CI timeouts send SIGTERM; turn it into KeyboardInterrupt so lab teardown still runs.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
+
+
+def require_lab():
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root: it creates network namespaces, a bridge, iptables rules and dockerd daemons")
+    missing = [tool for tool in LAB_TOOLS if not shutil.which(tool)]
+    if missing:
+        pytest.skip("the lab needs %s (apt-get install docker.io etcd-server busybox-static haproxy iproute2 iptables openssl)" % ", ".join(missing))
+
+
+@contextlib.contextmanager
+def running_lab(**params):
+    """A lab that is up inside the block and torn down after it, whatever happens."""
+    require_lab()
+    lab = Lab(**params)
+    lab.down()  # whatever an interrupted earlier run left behind
+    try:
+        yield lab.up()
+    finally:
+        if os.environ.get("STACKFLEET_LAB_KEEP") != "1":
+            lab.down()
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """3 hosts, Docker API over TLS, no etcd running (the etcd image and certificates are there)."""
+    with running_lab(**TLS_LAB) as up:
+        yield up
+
+
+@pytest.fixture(scope="session")
+def etcd_lab():
+    """3 hosts, Docker over TLS, and a healthy 3-member etcd cluster over TLS."""
+    with running_lab(**ETCD_LAB) as up:
+        yield up
+
+
+@pytest.fixture
+def lab_factory():
+    """Brings up extra labs for one test (`lab_factory(name=..., subnet=...)`); all go down after it."""
+    with contextlib.ExitStack() as stack:
+        yield lambda **params: stack.enter_context(running_lab(**params))
+
+
+@dataclasses.dataclass
+class PlaybookRun:
+    rc: int
+    stdout: str
+    stderr: str
+    recap: dict  # host -> {"ok": n, "changed": n, "unreachable": n, "failed": n, "skipped": n, ...}
+
+
+def parse_recap(stdout):
+    recap = {}
+    _, marker, tail = stdout.rpartition("PLAY RECAP")
+    if not marker:
+        return recap
+    for line in tail.splitlines()[1:]:
+        match = re.match(r"^(\S+)\s+:\s+(.*)$", line.strip())
+        if match:
+            recap[match.group(1)] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(2))}
+    return recap
+
+
+# requests lets these override a client's own CA file, so docker SDK / community.docker calls
+# to the lab's engines fail verification wherever they are set (they are on the dev machine).
+CA_BUNDLE_ENV = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def ansible_playbook(playbook, inventory, extra_vars=None, check=False, diff=False, args=(), env=None, timeout=900, keep_ca_env=False):
+    """Runs ansible-playbook from the repository root with its ansible.cfg.
+
+    `inventory` is a path or a `Lab`; `playbook` is absolute or relative to the repository root.
+    CA_BUNDLE_ENV is dropped unless `keep_ca_env` (to test code that must cope with it).
+    """
+    if isinstance(inventory, Lab):
+        inventory = inventory.inventory_path
+    argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, os.path.join(REPO, playbook)]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    argv += (["--check"] if check else []) + (["--diff"] if diff else []) + list(args)
+    run_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+                   PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""), PYTHONUNBUFFERED="1")
+    if not keep_ca_env:
+        for name in CA_BUNDLE_ENV:
+            run_env.pop(name, None)
+    run_env.update(env or {})
+    proc = subprocess.run(argv, cwd=REPO, env=run_env, capture_output=True, text=True, timeout=timeout)
+    return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, parse_recap(proc.stdout))
+
+
+@pytest.fixture
+def run_playbook():
+    """`run_playbook(playbook, lab_or_inventory, extra_vars=..., check=...)` -> PlaybookRun."""
+    return ansible_playbook
