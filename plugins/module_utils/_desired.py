@@ -95,7 +95,8 @@ def _unit_key(unit: _Unit) -> str:
 
 def _units(spec: Spec, assignments: t.Mapping[str, str], hosts: t.Sequence[Host], errors: t.List[str]) -> t.List[_Unit]:
     """Every placed container, in deploy order then instance order (global: by host name)."""
-    units, claimed = [], set()
+    units: t.List[_Unit] = []
+    owner: t.Dict[str, str] = {}  # placement key → deploy key
     host_names = sorted(host.name for host in hosts)
     for deploy in spec.deploys.values():
         if deploy.is_global:
@@ -106,13 +107,16 @@ def _units(spec: Spec, assignments: t.Mapping[str, str], hosts: t.Sequence[Host]
         for instance, index in instances:
             for service in deploy.services:
                 key = "%s.%s" % (instance, service) if split else instance
-                if key in assignments:
-                    claimed.add(key)
+                if key in owner and owner[key] != deploy.key:
+                    errors.append("%s: placement: key %s is an instance of both deploy.%s and deploy.%s; rename one deploy"
+                                  % (spec.source, key, owner[key], deploy.key))
+                elif key in assignments:
+                    owner[key] = deploy.key
                     units.append(_Unit(deploy, instance, index, service, str(assignments[key])))
                 elif not deploy.is_global:  # a global deploy runs only on eligible hosts
                     errors.append("%s: placement: no host for %s (deploy.%s needs %d instances)"
                                   % (spec.source, key, deploy.key, deploy.count))
-    for key in sorted(set(assignments) - claimed):
+    for key in sorted(set(assignments) - set(owner)):
         errors.append("%s: placement: key %s matches no instance of the stack file" % (spec.source, key))
     return units
 

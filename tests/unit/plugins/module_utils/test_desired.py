@@ -1,0 +1,217 @@
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Container documents from spec + placement, references, and the config hash."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _desired, _spec
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "..")
+HOSTS = _spec.load_hosts([
+    {"name": "n1", "address": "10.0.0.1"},
+    {"name": "n2", "address": "10.0.0.2"},
+    {"name": "n3"},  # no address: siblings reach it by name
+])
+
+
+def _spec_of(text):
+    return _spec.load_text(text, "stacks.yml")
+
+
+FORMAT_DOC = _spec.load_file(os.path.join(ROOT, "tests", "unit", "data", "good", "lamp-format-doc.yml"))
+FORMAT_DOC_PLACEMENT = {
+    "lamp-1": "n1", "lamp-2": "n2", "lamp-3": "n3", "lamp-4": "n1", "lamp-5": "n2",
+    "lb-1": "n3", "lb-2": "n1",
+    "node-exporter-n1": "n1", "node-exporter-n2": "n2",  # n3 not eligible
+}
+
+
+def test_format_doc_documents():
+    containers = _desired.render(FORMAT_DOC, FORMAT_DOC_PLACEMENT, HOSTS)
+    assert list(containers) == ["n1", "n2", "n3"]
+    assert [d["name"] for d in containers["n1"]] == [
+        "prod.lamp-1.mysql", "prod.lamp-1.web", "prod.lamp-4.mysql", "prod.lamp-4.web",
+        "prod.lb-2.lb", "prod.node-exporter-n1.node-exporter"]
+    assert [d["name"] for d in containers["n3"]] == ["prod.lamp-3.mysql", "prod.lamp-3.web", "prod.lb-1.lb"]
+    mysql = containers["n1"][0]
+    assert mysql == {
+        "name": "prod.lamp-1.mysql", "cluster": "prod", "deploy": "lamp", "instance": "lamp-1", "service": "mysql", "host": "n1",
+        "image": "mariadb:11",
+        "command": ["mysqld", "--max-connections=500"],
+        "entrypoint": None,
+        "env": {"MARIADB_DATABASE": "app"},
+        "ports": [{"container_port": 3306, "protocol": "tcp", "host_port": 3306, "host_ip": ""}],
+        "volumes": [{"source": "mysql-data", "target": "/var/lib/mysql", "read_only": False}],
+        "labels": {"team": "data"},
+        "restart": "unless-stopped",
+        "network_mode": "host",
+        "resources": {"cpus": 1.0, "memory_mb": 1024},
+        "healthcheck": {"test": ["CMD", "mysqladmin", "ping"], "interval": 5.0, "timeout": 30.0, "retries": 10, "start_period": 0.0},
+    }
+    assert list(mysql)[:7] == ["name", "cluster", "deploy", "instance", "service", "host", "image"]
+    web_on = {d["instance"]: d["env"]["DB_HOST"] for docs in containers.values() for d in docs if d["service"] == "web"}
+    assert web_on == {"lamp-1": "10.0.0.1", "lamp-4": "10.0.0.1", "lamp-2": "10.0.0.2", "lamp-5": "10.0.0.2", "lamp-3": "n3"}
+    exporter = containers["n2"][-1]
+    assert (exporter["name"], exporter["instance"], exporter["deploy"]) == ("prod.node-exporter-n2.node-exporter", "node-exporter-n2", "node-exporter")
+
+
+def test_documents_do_not_share_mutable_state():
+    containers = _desired.render(FORMAT_DOC, FORMAT_DOC_PLACEMENT, HOSTS)
+    containers["n1"][0]["env"]["X"] = "1"
+    containers["n1"][0]["ports"][0]["host_port"] = 1
+    assert "X" not in FORMAT_DOC.services["mysql"].config["env"]
+    again = _desired.render(FORMAT_DOC, FORMAT_DOC_PLACEMENT, HOSTS)
+    assert again["n1"][0]["ports"][0]["host_port"] == 3306 and "X" not in again["n1"][2]["env"]
+
+
+def test_hosts_without_containers_are_present():
+    spec = _spec_of("cluster: c\nservices: {a: {image: x}}\ndeploy: {a: {count: 1}}\n")
+    containers = _desired.render(spec, {"a-1": "n2"}, HOSTS)
+    assert {host: [d["name"] for d in docs] for host, docs in containers.items()} == {"n1": [], "n2": ["c.a-1.a"], "n3": []}
+    assert _desired.render(_spec_of("cluster: c\n"), {}, HOSTS) == {"n1": [], "n2": [], "n3": []}
+
+
+REFS = """\
+cluster: prod
+services:
+  db:
+    image: x
+    volumes: ["{{ cluster }}-{{ instance.id }}-data:/data", "/srv/{{ instance.index }}:/backup"]
+  web:
+    image: x
+    command: ["serve", "--db={{ instance.services.db.host }}", "--id={{ instance.id }}", "--n={{ instance.index }}"]
+    entrypoint: ["/init", "{{ instance.host }}@{{ instance.address }}"]
+    env:
+      DB_NAME: "{{ instance.services.db.name }}"
+      SELF: "{{instance.services.web.name}}"
+      CLUSTER: "{{ cluster }}"
+      LITERAL: "{{ something.else }} {{ name }}"
+  lb:
+    image: x
+    env: {BACKENDS: "{{ deploy.app.web.addresses }}", DBS: "{{ deploy.app.db.addresses }}", AGENTS: "{{ deploy.agent.agent.addresses }}"}
+  agent:
+    image: x
+    env: {ME: "{{ instance.id }} on {{ instance.host }}"}
+stacks:
+  app: {services: [db, web], colocate: false}
+deploy:
+  app: {count: 3}
+  lb: {count: 1}
+  agent: {global: true}
+"""
+REFS_PLACEMENT = {
+    "app-1.db": "n1", "app-1.web": "n2",
+    "app-2.db": "n3", "app-2.web": "n2",
+    "app-3.db": "n2", "app-3.web": "n1",
+    "lb-1": "n3",
+    "agent-n3": "n3", "agent-n1": "n1",
+}
+
+
+def _by_name(containers):
+    return {d["name"]: d for docs in containers.values() for d in docs}
+
+
+def test_references_resolve_across_hosts():
+    docs = _by_name(_desired.render(_spec_of(REFS), REFS_PLACEMENT, HOSTS))
+    web1 = docs["prod.app-1.web"]
+    assert web1["host"] == "n2"
+    assert web1["command"] == ["serve", "--db=10.0.0.1", "--id=app-1", "--n=1"]
+    assert web1["entrypoint"] == ["/init", "n2@10.0.0.2"]
+    assert web1["env"] == {"DB_NAME": "prod.app-1.db", "SELF": "prod.app-1.web", "CLUSTER": "prod",
+                           "LITERAL": "{{ something.else }} {{ name }}"}
+    assert docs["prod.app-2.web"]["command"][1] == "--db=n3"  # n3 has no address: its name
+    assert docs["prod.app-2.db"]["volumes"] == [
+        {"source": "/srv/2", "target": "/backup", "read_only": False},
+        {"source": "prod-app-2-data", "target": "/data", "read_only": False}]
+    lb = docs["prod.lb-1.lb"]
+    # instance order, one entry per host
+    assert lb["env"] == {"BACKENDS": "10.0.0.2,10.0.0.1", "DBS": "10.0.0.1,n3,10.0.0.2", "AGENTS": "10.0.0.1,n3"}
+    assert docs["prod.agent-n3.agent"]["env"] == {"ME": "agent-n3 on n3"}
+
+
+def test_addresses_of_a_deploy_scaled_to_zero_are_empty():
+    spec = _spec_of("cluster: c\nservices:\n  web: {image: x}\n  lb: {image: x, env: {B: '[{{ deploy.web.web.addresses }}]'}}\n"
+                    "deploy:\n  web: {count: 0}\n  lb: {count: 1}\n")
+    assert _desired.render(spec, {"lb-1": "n1"}, HOSTS)["n1"][0]["env"] == {"B": "[]"}
+
+
+def test_resolved_values_are_never_scanned_again():
+    hosts = _spec.load_hosts([{"name": "n1", "address": "{{cluster}}"}])
+    spec = _spec_of("cluster: c\nservices: {a: {image: x, env: {H: '{{ instance.address }}', C: '{{ cluster }}'}}}\ndeploy: {a: {count: 1}}\n")
+    assert _desired.render(spec, {"a-1": "n1"}, hosts)["n1"][0]["env"] == {"H": "{{cluster}}", "C": "c"}
+
+
+@pytest.mark.parametrize("placement, message", [
+    ({k: v for k, v in REFS_PLACEMENT.items() if k != "app-2.web"}, "stacks.yml: placement: no host for app-2.web (deploy.app needs 3 instances)"),
+    (dict(REFS_PLACEMENT, **{"app-4.db": "n1"}), "stacks.yml: placement: key app-4.db matches no instance of the stack file"),
+    (dict(REFS_PLACEMENT, **{"app-1": "n1"}), "stacks.yml: placement: key app-1 matches no instance of the stack file"),
+    (dict(REFS_PLACEMENT, **{"lb-1": "n9"}), "stacks.yml: placement: lb-1 runs on host 'n9', which is not among the given hosts"),
+    (dict(REFS_PLACEMENT, **{"agent-n9": "n9"}), "stacks.yml: placement: key agent-n9 matches no instance of the stack file"),
+])
+def test_placement_that_does_not_fit_the_spec(placement, message):
+    with pytest.raises(_desired.RenderError) as caught:
+        _desired.render(_spec_of(REFS), placement, HOSTS)
+    assert message in caught.value.errors
+    assert isinstance(caught.value, _spec.SpecError)  # callers catch both with SpecError
+
+
+def test_a_placement_key_of_two_deploys_is_reported():
+    # global deploy "a" on host "b-1" and deploy "a-b" instance 1 are both "a-b-1"
+    spec = _spec_of("cluster: c\nservices:\n  a: {image: x}\n  a-b: {image: x}\ndeploy:\n  a: {global: true}\n  a-b: {count: 1}\n")
+    hosts = _spec.load_hosts([{"name": "b-1"}])
+    with pytest.raises(_desired.RenderError) as caught:
+        _desired.render(spec, {"a-b-1": "b-1"}, hosts)
+    assert caught.value.errors == ["stacks.yml: placement: key a-b-1 is an instance of both deploy.a and deploy.a-b; rename one deploy"]
+
+
+def test_render_time_reference_errors_for_hand_built_specs():
+    spec = _spec_of("cluster: c\nservices: {a: {image: x}}\ndeploy: {a: {global: true}}\n")
+    spec.services["a"].config["env"]["N"] = "{{ instance.index }}"  # bypasses validation on purpose
+    with pytest.raises(_desired.RenderError) as caught:
+        _desired.render(spec, {"a-n1": "n1"}, HOSTS)
+    assert caught.value.errors == ["stacks.yml: container c.a-n1.a: '{{ instance.index }}' is not defined for global deploy 'a'"]
+
+
+# --- config hash
+
+
+def _doc():
+    return _by_name(_desired.render(FORMAT_DOC, FORMAT_DOC_PLACEMENT, HOSTS))["prod.lamp-1.mysql"]
+
+
+def test_config_hash_is_pinned():
+    # Changing this value recreates every container of every cluster: only on purpose.
+    assert _desired.config_hash(_doc()) == "92fde64667697c0782e88819a4e28b8a1ca41db21314569d62b8e44e38225b20"
+
+
+def test_config_hash_ignores_bookkeeping_order_and_number_spelling():
+    doc = _doc()
+    reordered = dict(reversed(list(doc.items())))
+    reordered["env"] = dict(reversed(list(doc["env"].items())))
+    moved = dict(doc, host="n9", name="other")
+    integral = dict(doc, resources={"cpus": 1, "memory_mb": 1024.0}, healthcheck=dict(doc["healthcheck"], interval=5))
+    as_tuples = dict(doc, command=tuple(doc["command"]))
+    assert len({_desired.config_hash(d) for d in (doc, reordered, moved, integral, as_tuples)}) == 1
+
+
+@pytest.mark.parametrize("change", [
+    {"image": "mariadb:11.1"},
+    {"env": {"MARIADB_DATABASE": "app2"}},
+    {"command": None},
+    {"restart": "always"},
+    {"resources": {"cpus": 1.5, "memory_mb": 1024}},
+    {"ports": []},
+    {"labels": {}},
+    {"instance": "lamp-2"},
+])
+def test_config_hash_changes_with_the_container(change):
+    doc = _doc()
+    assert _desired.config_hash(dict(doc, **change)) != _desired.config_hash(doc)
+
+
+def test_config_hash_is_sha256_hex():
+    value = _desired.config_hash({"image": "x"})
+    assert len(value) == 64 and int(value, 16) >= 0
