@@ -666,8 +666,8 @@ def _parse_port(value: t.Any, network_mode: t.Optional[str]) -> t.List[Port]:
             raise ValueError("unknown protocol %s in %s; expected tcp, udp or sctp" % (show(protocol), show(value)))
     host_ip = ""
     if text.startswith("["):  # [2001:db8::1]:8080:80
-        host_ip, _, text = text[1:].partition("]")
-        if not text.startswith(":"):
+        host_ip, closing, text = text[1:].partition("]")
+        if not closing or not text.startswith(":"):
             raise ValueError("%s, got %s" % (expected, show(value)))
         parts = [host_ip] + text[1:].split(":")
     else:
