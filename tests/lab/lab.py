@@ -411,6 +411,9 @@ def _remove_cgroups(parent):
 
 
 def _print_status(status):
+    if not status["bridge"] and not any(host["netns"] or host["dockerd_pid"] for host in status["hosts"]):
+        print("lab %s is not up (state %s)" % (status["name"], status["state_dir"]))
+        return
     print("lab %s  subnet %s  %s  etcd=%s  state %s" % (
         status["name"], status["subnet"], "tls" if status["tls"] else "plaintext", status["etcd"], status["state_dir"]))
     print("bridge %s  forward rule %s  inventory %s" % (
