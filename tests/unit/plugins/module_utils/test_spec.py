@@ -396,3 +396,33 @@ def test_load_hosts_reports_every_bad_host():
         _spec.load_hosts([{"name": "a", "labels": 1}, {"name": "b"}, {"name": "c", "capacity": {"cpus": -1, "memory_mb": 1}}])
     assert len(caught.value.errors) == 2
     assert str(caught.value).startswith("hosts: 2 errors\n")
+
+
+# --- docs/stack-file.md stays true
+
+
+def _reference_doc():
+    with open(os.path.join(ROOT, "docs", "stack-file.md"), encoding="utf-8") as handle:
+        return handle.read()
+
+
+def test_reference_doc_example_loads():
+    first_yaml_block = _reference_doc().split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert list(_spec.load_text(first_yaml_block, "doc").deploys) == ["lamp", "lb"]
+
+
+def test_reference_doc_error_example_is_real_output():
+    text = """\
+cluster: t
+strategy: spreed
+services:
+  db: {image: busybox, resources: {memory: 512}}
+  web: {image: busybox}
+stacks:
+  lamp: {services: [db, wbe]}
+deploy:
+  lamp: {count: five}
+"""
+    with pytest.raises(_spec.SpecError) as caught:
+        _spec.load_text(text, "stacks.yml")
+    assert "```\n%s\n```" % caught.value in _reference_doc()
