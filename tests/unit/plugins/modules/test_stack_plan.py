@@ -1,0 +1,74 @@
+"""stack_plan through real `ansible` runs: the format doc's LAMP example is placed by every rule,
+and a re-plan without one host moves only what ran there."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _spec
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
+sys.path.insert(0, os.path.join(HERE, "..", "module_utils"))
+from test_placement_check import _fake, check_plan  # noqa: E402
+
+STACK = os.path.join(REPO, "examples", "lamp-format-doc.yml")
+HOSTS = [{"name": "node-%d" % i, "labels": {"rack": "r%d" % (i % 3 + 1), "disk": "ssd" if i < 7 else "hdd"},
+          "capacity": {"cpus": 4, "memory_mb": 8192}} for i in range(1, 9)]
+
+
+def run_module(args, check=False):
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK="json",
+               ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
+    cmd = [os.path.join(REPO, ".venv", "bin", "ansible"), "localhost", "-i", "localhost,", "-c", "local",
+           "-e", "ansible_python_interpreter=" + sys.executable, "-m", "stackfleet.cluster.stack_plan", "-a", json.dumps(args)] + (["--check"] if check else [])
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+
+@pytest.fixture(scope="module")
+def first():
+    return run_module({"stack_file": STACK, "hosts": HOSTS})
+
+
+def _problems(result, hosts):
+    spec = _spec.load_file(STACK)
+    host_objs = _spec.load_hosts(hosts)
+    return check_plan(spec, host_objs, _fake(spec, host_objs, result["placement"]))
+
+
+def test_lamp_example_satisfies_every_rule(first):
+    assert not first.get("failed"), first.get("msg")
+    assert first["changed"] is False
+    assert _problems(first, HOSTS) == []
+    assert sorted(k for k in first["placement"] if k.startswith("lamp-")) == ["lamp-%d" % i for i in range(1, 6)]
+    docs = [d for docs in first["containers"].values() for d in docs]
+    assert {d["name"] for d in docs} >= {"prod.lamp-3.mysql", "prod.lamp-3.web", "prod.lb-1.lb"}
+    web3 = next(d for d in docs if d["name"] == "prod.lamp-3.web")
+    assert web3["instance"] == "lamp-3" and web3["host"] == first["placement"]["lamp-3"]
+    assert web3["env"]["DB_HOST"] == first["placement"]["lamp-3"]  # sibling reference resolved, no Jinja
+
+
+def test_replan_without_a_host_moves_only_its_instances(first):
+    lost = first["placement"]["lamp-3"]
+    hosts = [h for h in HOSTS if h["name"] != lost]
+    again = run_module({"stack_file": STACK, "hosts": hosts, "previous_placement": first["placement"]})
+    assert not again.get("failed"), again.get("msg")
+    assert _problems(again, hosts) == []
+    on_lost = {k for k, h in first["placement"].items() if h == lost}
+    assert set(again["moved"]) == {k for k in on_lost if k in again["placement"]}
+    assert set(again["removed"]) == {k for k in on_lost if k not in again["placement"]}  # that host's global agent
+    for key, host in first["placement"].items():
+        if host != lost:
+            assert again["placement"][key] == host
+
+
+def test_check_mode_and_bad_file_message(tmp_path):
+    bad = tmp_path / "stacks.yml"
+    bad.write_text("cluster: prod\nservices: {web: {image: x}}\ndeploy: {web: {count: five}}\n")
+    result = run_module({"stack_file": str(bad), "hosts": HOSTS}, check=True)
+    assert result["failed"]
+    assert "deploy.web.count" in result["msg"] and "stacks.yml" in result["msg"]
