@@ -105,7 +105,7 @@ def plan(spec: Spec, hosts: t.Sequence[Host], previous: t.Optional[t.Mapping[str
     if previous:
         for r in order:
             _keep(table, r, previous)
-    for r in order:
+    for r in _most_constrained_first(table, rules, order):
         if r.deploy.is_global:
             _place_global(table, r, errors)
         else:
@@ -268,6 +268,45 @@ def _order(rules: t.Dict[str, _Rules], errors: t.List[str]) -> t.List[_Rules]:
     return order
 
 
+def _most_constrained_first(table: HostTable, rules: t.Dict[str, _Rules], order: t.List[_Rules]) -> t.Iterator[_Rules]:
+    """Yield deploys to place, re-ranked after each one: pinned, then global, then least slack
+    (hosts still open to it minus hosts it needs). Placing a deploy shrinks the room of the
+    deploys that conflict with it, so a deploy squeezed by an earlier one moves up the queue.
+    Affinity targets still come before their followers (`order` is topological)."""
+    remaining = list(order)
+    done: t.Set[str] = set()
+    slack: t.Dict[str, int] = {}
+    while remaining:
+        best, best_rank = -1, None
+        for n, r in enumerate(remaining):
+            if any(a in rules and a not in done for a in r.affinity):
+                continue
+            key = r.deploy.key
+            if key not in slack:
+                slack[key] = _slack(table, r)
+            rank = (0 if r.deploy.host else 1 if r.deploy.is_global else 2, slack[key], -len(r.units), r.order)
+            if best_rank is None or rank < best_rank:
+                best, best_rank = n, rank
+        if best < 0:  # only deploys waiting on an affinity cycle, already reported
+            return
+        r = remaining.pop(best)
+        yield r
+        done.add(r.deploy.key)
+        for other in remaining:
+            if r.deploy.key in other.others or r.deploy.key in other.affinity:
+                slack.pop(other.deploy.key, None)
+
+
+def _slack(table: HostTable, r: _Rules) -> int:
+    pending = {u.instance for u in r.units if u.host < 0}
+    if not pending or r.failed:
+        return 0
+    need = len(pending) if r.exclusive else -(-len(pending) // r.max_per_host) if r.max_per_host < UNLIMITED else 1
+    open_hosts = sum(1 for i in r.eligible if not (r.others and table.runs_any(i, r.others))
+                     and (not r.affinity or table.runs_all(i, r.affinity)))
+    return open_hosts - need
+
+
 # --- keeping and placing -----------------------------------------------------------------------
 
 
@@ -286,7 +325,7 @@ def _keep(table: HostTable, r: _Rules, previous: t.Mapping[str, str]) -> None:
         if r.affinity and not table.runs_all(i, r.affinity):
             continue
         if table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host):
-            table.add(i, unit.shape, key, unit.instance)
+            table.add(i, unit.shape, key, unit.instance, counted=not r.deploy.is_global)
             unit.host = i
 
 
@@ -301,7 +340,7 @@ def _place_global(table: HostTable, r: _Rules, errors: t.List[str]) -> None:
         i = unit.fixed
         if (not table.runs_any(i, r.others) and table.runs_all(i, r.affinity)
                 and table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host)):
-            table.add(i, unit.shape, key, unit.instance)
+            table.add(i, unit.shape, key, unit.instance, counted=False)
             unit.host = i
         else:
             failed.append(unit)

@@ -55,6 +55,7 @@ class HostTable:
         # deploy key -> {instance id -> units of that instance here}
         self.placed: t.List[t.Dict[str, t.Dict[str, int]]] = [{} for _ in self.hosts]
         self.containers = [0] * len(self.hosts)
+        self.counted = [0] * len(self.hosts)  # units of counted (not global) deploys: is the host "in use"
         self.version = [0] * len(self.hosts)  # bumped on every change; invalidates stale heap entries
         # Size order for binpack's choice among empty hosts: larger first.
         self.size = [(-self.cap_cpu[i], -self.cap_mem[i]) for i in range(len(self.hosts))]
@@ -75,7 +76,7 @@ class HostTable:
             return False
         return True
 
-    def add(self, i: int, shape: Shape, deploy: str, instance: str) -> None:
+    def add(self, i: int, shape: Shape, deploy: str, instance: str, counted: bool = True) -> None:
         self.free_cpu[i] -= shape.milli_cpus
         self.free_mem[i] -= shape.memory_mb
         if shape.ports:
@@ -83,6 +84,7 @@ class HostTable:
         mine = self.placed[i].setdefault(deploy, {})
         mine[instance] = mine.get(instance, 0) + 1
         self.containers[i] += len(shape.services)
+        self.counted[i] += counted
         self.version[i] += 1
 
     def runs_any(self, i: int, deploys: t.Iterable[str]) -> bool:
@@ -104,8 +106,11 @@ class HostTable:
         return (self.load(i), self.containers[i], i, self.version[i])
 
     def binpack_key(self, i: int) -> t.Tuple[t.Any, ...]:
-        """Fullest first; among equally full (e.g. empty) hosts the largest, so fewer hosts are opened."""
-        return (-self.load(i), -self.containers[i], self.size[i], i, self.version[i])
+        """Hosts already in use first, fullest first; then unused hosts, largest first, so fewer are opened.
+        Global deploys (on every host anyway) do not make a host "in use"."""
+        if self.counted[i]:
+            return (0, -self.load(i), -self.containers[i], i, self.version[i])
+        return (1, self.size[i], i, self.version[i])
 
     def describe_free(self, i: int) -> str:
         cpu = "unlimited" if self.cap_cpu[i] >= UNLIMITED else fmt_cpus(self.free_cpu[i])
