@@ -255,18 +255,25 @@ def load_file(path: str) -> Spec:
 def load_text(text: str, source: str = "<text>") -> Spec:
     """Parse YAML text and validate it. YAML errors carry line and column."""
     _require_libraries()
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)
         data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = "line %d, column %d: " % (mark.line + 1, mark.column + 1) if mark else ""
         problem = " ".join(part for part in (exc.context, exc.problem) if part)
         raise SpecError(source, ["%s: %sYAML syntax error: %s" % (source, where, problem)])
+    except yaml.reader.ReaderError as exc:
+        position = exc.position if isinstance(exc.position, int) else 0
+        line, column = text.count("\n", 0, position) + 1, position - text.rfind("\n", 0, position)
+        raise SpecError(source, ["%s: line %d, column %d: YAML cannot contain the control character %r (%s)"
+                                 % (source, line, column, text[position:position + 1], exc.reason)])
     except yaml.YAMLError as exc:
-        raise SpecError(source, ["%s: YAML syntax error: %s" % (source, exc)])
+        raise SpecError(source, ["%s: YAML syntax error: %s" % (source, " ".join(str(exc).split()))])
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     errs = _Errors(source)
     for message in loader.duplicates:
         errs.add("", message)
@@ -309,7 +316,9 @@ def _build(errs: _Errors, data: t.Any) -> Spec:
 
     stacks, colocate = _stacks(errs, top.get("stacks") or {}, service_names)
     deploys = _deploys(errs, top.get("deploy") or {}, services, service_names, stacks, colocate)
-    _check_references(errs, services, deploys, service_names)
+    raw_deploy = top.get("deploy")
+    declared = list(raw_deploy) if isinstance(raw_deploy, t.Mapping) else []
+    _check_references(errs, services, deploys, service_names, declared)
     errs.raise_any()
     return Spec(cluster=cluster, strategy=strategy, services=services, stacks=stacks, deploys=deploys, source=errs.source)
 
@@ -487,12 +496,12 @@ def _check_colocated_ports(errs: _Errors, services: t.Mapping[str, Service], sta
 
 
 def _check_references(errs: _Errors, services: t.Mapping[str, Service], deploys: t.Mapping[str, Deploy],
-                      service_names: t.Sequence[str]) -> None:
+                      service_names: t.Sequence[str], declared: t.Sequence[str]) -> None:
     """Reference names exist, and every deploy that runs a service can resolve its siblings."""
     for service in services.values():
         for path, refs, in_volume in _service_references(errs, service):
             for ref in refs:
-                _check_reference(errs, path, ref, service.name, in_volume, deploys, service_names)
+                _check_reference(errs, path, ref, service.name, in_volume, deploys, service_names, declared)
 
 
 def _service_references(errs: _Errors, service: Service) -> t.Iterator[t.Tuple[str, t.List[_refs.Ref], bool]]:
@@ -511,7 +520,7 @@ def _service_references(errs: _Errors, service: Service) -> t.Iterator[t.Tuple[s
 
 
 def _check_reference(errs: _Errors, path: str, ref: _refs.Ref, service: str, in_volume: bool,
-                     deploys: t.Mapping[str, Deploy], service_names: t.Sequence[str]) -> None:
+                     deploys: t.Mapping[str, Deploy], service_names: t.Sequence[str], declared: t.Sequence[str]) -> None:
     text = _refs.render(ref)
     if in_volume and ref not in _VOLUME_REFS:
         errs.add(path, "'%s' cannot be used in a volume source; only {{ cluster }}, {{ instance.id }} and {{ instance.index }}"
@@ -528,6 +537,8 @@ def _check_reference(errs: _Errors, path: str, ref: _refs.Ref, service: str, in_
                          % (text, sibling, deploy.key, ", ".join(deploy.services)))
     elif ref[0] == "addresses":
         key, member = ref[1], ref[2]
+        if key in declared and key not in deploys:
+            return  # the deploy itself is invalid and already reported
         if key not in deploys:
             errs.add(path, "'%s' names unknown deploy key '%s'%s" % (text, key, _suggest(key, deploys)))
         elif member not in deploys[key].services:

@@ -426,3 +426,10 @@ deploy:
     with pytest.raises(_spec.SpecError) as caught:
         _spec.load_text(text, "stacks.yml")
     assert "```\n%s\n```" % caught.value in _reference_doc()
+
+
+def test_control_characters_are_reported_with_their_position():
+    with pytest.raises(_spec.SpecError) as caught:
+        _spec.load_text("cluster: t\nservices: x\x07y\n", "f.yml")
+    assert caught.value.errors == ["f.yml: line 2, column 13: YAML cannot contain the control character '\\x07'"
+                                   " (special characters are not allowed)"]
