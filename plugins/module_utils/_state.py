@@ -228,9 +228,10 @@ def acquire_lock(client: EtcdClient, cluster: str, holder: str, ttl: int, wait_t
                     lease_id, lease_taken = 0, lease_id  # ownership moves to the key
                     return decode_lock(value.encode(), revision, lease_taken)._replace(ttl_left=granted), True
                 continue  # lost the race: read the winner
-            if time.monotonic() + poll > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise LockHeld(cluster, current, time.monotonic() - started)
-            time.sleep(poll)
+            time.sleep(min(poll, left))
     finally:
         if lease_id:  # granted but not attached: do not leave it to expire on its own
             try:

@@ -27,7 +27,7 @@ COLLECTIONS = os.path.join(ROOT, ".ansible", "collections")
 VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 MODULES = os.path.join(ROOT, "plugins", "modules")
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _etcd  # noqa: E402
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _etcd, _state  # noqa: E402
 
 BRIDGE = "sfebr0"
 SUBNET_GW = "10.236.0.1"
@@ -268,8 +268,9 @@ def run_ansible(module: str, args: t.Mapping[str, t.Any], check: bool = False,
     """`ansible localhost -m stackfleet.cluster.<module>`; the raw result comes from `--tree`
     (the json callback would overwrite the module's own `action` key with the task's)."""
     tree = tempfile.mkdtemp(prefix="sfe-tree-")
-    cmd = [os.path.join(VENV_BIN, "ansible"), "localhost", "-m", "stackfleet.cluster." + module,
-           "-a", json.dumps(dict(args)), "--tree", tree]
+    cmd = [os.path.join(VENV_BIN, "ansible"), "localhost", "-m", "stackfleet.cluster." + module, "--tree", tree]
+    if args:
+        cmd += ["-a", json.dumps(dict(args))]
     if check:
         cmd.append("--check")
     full_env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
@@ -293,6 +294,7 @@ def run_playbook(playbook: str, extra_vars: t.Mapping[str, t.Any], workdir: str)
     with open(vars_path, "w") as f:
         json.dump(dict(extra_vars), f)
     proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local",
+                           "-e", "ansible_python_interpreter=" + os.path.join(VENV_BIN, "python"),
                            path, "-e", "@" + vars_path], capture_output=True, text=True, timeout=300, cwd=ROOT,
                           env=dict(os.environ, ANSIBLE_LOCALHOST_WARNING="0"))
     return proc.returncode, proc.stdout + proc.stderr
@@ -395,3 +397,178 @@ def test_member_refusals_and_repair(plain_lab: EtcdLab) -> None:
                                             wait_timeout=5))
     assert result.get("failed"), result
     assert "quorum" in result["msg"], result
+
+
+# ---------------------------------------------------------------- tests: etcd_cluster_info
+
+def test_cluster_info_and_env_fallbacks_tls(tls_lab: EtcdLab) -> None:
+    """Every connection option comes from etcdctl's environment variables (as an AWX credential injects them)."""
+    env = {"ETCDCTL_ENDPOINTS": ",".join(tls_lab.conn()["endpoints"]), "ETCDCTL_CACERT": tls_lab.pki.ca,
+           "ETCDCTL_CERT": tls_lab.pki.client_cert, "ETCDCTL_KEY": tls_lab.pki.client_key,
+           "ETCDCTL_COMMAND_TIMEOUT": "3s"}
+    info = run_ansible("etcd_cluster_info", {}, env=env)
+    assert not info["changed"] and info.get("healthy"), info
+    assert info["version"]["server"].startswith("3.4")
+    assert len(info["members"]) == 3 and info["quorum"] == 2 and info["fault_tolerance"] == 1
+    assert sum(m["is_leader"] for m in info["members"]) == 1
+    assert info["leader"]["name"] in {"h1", "h2", "h3"}
+    assert info["revision"] >= 1 and len(info["cluster_id"]) >= 8
+    assert run_module("etcd_cluster_info", {}, env=env)["invocation"]["module_args"]["timeout"] == 3.0
+
+    no_tls = run_module("etcd_cluster_info", {}, env={"ETCD_ENDPOINTS": env["ETCDCTL_ENDPOINTS"], "ETCD_TIMEOUT": "2"})
+    assert no_tls.get("failed") and "10.236.0.11:2379" in no_tls["msg"], no_tls  # names the endpoint
+
+    tls_lab.stop("h2")
+    info = run_module("etcd_cluster_info", {}, env=env)
+    assert not info["healthy"] and info["fault_tolerance"] == 0
+    down = [m for m in info["members"] if not m["healthy"]]
+    assert [m["name"] for m in down] == ["h2"] and "unreachable" in down[0]["reason"]
+
+
+def test_auth_user_password_from_env(plain_lab: EtcdLab) -> None:
+    client = plain_lab.client()
+    client.request("/auth/user/add", {"name": "root", "password": "s3cret-pw"})
+    client.request("/auth/user/grant", {"user": "root", "role": "root"})
+    client.request("/auth/enable", {})
+    endpoints = ",".join(plain_lab.conn()["endpoints"])
+    denied = run_module("stack_state", {"cluster": "auth"}, env={"ETCDCTL_ENDPOINTS": endpoints})
+    assert denied.get("failed") and "user name is empty" in denied["msg"], denied
+    ok = run_module("stack_state", {"cluster": "auth", "state": "put", "placement": {"a-1": "h1"}},
+                    env={"ETCDCTL_ENDPOINTS": endpoints, "ETCDCTL_USER": "root", "ETCDCTL_PASSWORD": "s3cret-pw"})
+    assert ok["changed"] and ok["revision"] > 0, ok
+    assert "s3cret-pw" not in json.dumps(ok)  # no_log
+    joined = run_module("stack_state", {"cluster": "auth"}, env={"ETCDCTL_ENDPOINTS": endpoints,
+                                                                 "ETCDCTL_USER": "root:s3cret-pw"})
+    assert joined["placement"] == {"a-1": "h1"}, joined
+    wrong = run_module("stack_state", {"cluster": "auth"}, env={"ETCDCTL_ENDPOINTS": endpoints,
+                                                                "ETCDCTL_USER": "root", "ETCDCTL_PASSWORD": "nope"})
+    assert wrong.get("failed") and "authentication failed" in wrong["msg"], wrong
+
+
+# ---------------------------------------------------------------- tests: etcd_lock
+
+def test_lock_acquire_wait_release_expire(plain_lab: EtcdLab) -> None:
+    conn = plain_lab.conn()
+    lock = dict(conn, name="prod", ttl=30)
+
+    check = run_module("etcd_lock", dict(lock, holder="run-a"), check=True)
+    assert check["changed"] and _state.read_lock(plain_lab.client(), "prod") is None
+
+    first = timed("lock acquire (module)", lambda: run_module("etcd_lock", dict(lock, holder="run-a")))
+    assert first["changed"] and first["lock"]["holder"] == "run-a", first
+    value = json.loads(plain_lab.client().get("/stackfleet/prod/lock")[1].value)
+    assert value["holder"] == "run-a" and value["lease_id"] == first["lock"]["lease_id"] and value["since"]
+
+    again = run_module("etcd_lock", dict(lock, holder="run-a"))
+    assert not again["changed"] and again["lock"]["since"] == first["lock"]["since"]  # refreshed, same lock
+
+    start = time.monotonic()
+    other = run_module("etcd_lock", dict(lock, holder="run-b", wait_timeout=2))
+    waited = time.monotonic() - start
+    assert other.get("failed") and "held by run-a since %s" % first["lock"]["since"] in other["msg"], other
+    assert waited >= 2, waited
+
+    wrong = run_module("etcd_lock", dict(lock, holder="run-b", state="released"))
+    assert wrong.get("failed") and "run-a" in wrong["msg"]
+
+    released = timed("lock release (module)", lambda: run_module("etcd_lock", dict(lock, holder="run-a",
+                                                                                     state="released")))
+    assert released["changed"]
+    assert plain_lab.client().lease_timetolive(first["lock"]["lease_id"]) == -1  # lease revoked too
+    assert not run_module("etcd_lock", dict(lock, holder="run-a", state="released"))["changed"]
+
+    # run-b waits while run-a holds a short lease it never releases: the lease expiry frees it
+    short = run_module("etcd_lock", dict(lock, holder="run-a", ttl=3))
+    assert short["changed"]
+    start = time.monotonic()
+    taken = run_module("etcd_lock", dict(lock, holder="run-b", wait_timeout=15))
+    assert taken["changed"] and taken["lock"]["holder"] == "run-b", taken
+    assert 1.5 <= time.monotonic() - start <= 10
+
+    client = plain_lab.client()
+    for _ in range(5):  # library-level latency, without the module process start-up
+        timed("lock acquire (_state)", lambda: _state.acquire_lock(client, "bench", "me", 10))
+        timed("lock release (_state)", lambda: _state.release_lock(client, "bench", "me"))
+
+
+def test_lock_holder_is_stable_across_tasks_of_a_playbook(plain_lab: EtcdLab, tmp_path) -> None:
+    playbook = """
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/stackfleet.cluster.etcd:
+      endpoints: "{{ endpoints }}"
+  tasks:
+    - stackfleet.cluster.etcd_lock: {name: pb, endpoints: "{{ endpoints }}", ttl: 20}
+      register: first
+    - stackfleet.cluster.etcd_lock: {name: pb, endpoints: "{{ endpoints }}", ttl: 20}
+      register: second
+    - ansible.builtin.assert:
+        that:
+          - first is changed
+          - second is not changed
+          - first.holder == second.holder
+    - stackfleet.cluster.etcd_lock: {name: pb, endpoints: "{{ endpoints }}", state: released}
+      register: released
+    - ansible.builtin.assert:
+        that: released is changed
+"""
+    rc, out = run_playbook(playbook.replace("  module_defaults:\n    group/stackfleet.cluster.etcd:\n"
+                                            "      endpoints: \"{{ endpoints }}\"\n", ""),
+                           {"endpoints": plain_lab.conn()["endpoints"]}, str(tmp_path))
+    assert rc == 0, out
+    assert "failed=0" in out
+
+
+# ---------------------------------------------------------------- tests: stack_state
+
+def test_stack_state_put_get_conflict(tls_lab: EtcdLab, tmp_path) -> None:
+    conn = tls_lab.conn()
+    empty = run_module("stack_state", dict(conn, cluster="prod"))
+    assert empty["placement"] == {} and empty["revision"] == 0 and not empty["changed"]
+
+    placement = {"lamp-1": "node-1", "lamp-2": "node-3"}
+    check = run_module("stack_state", dict(conn, cluster="prod", state="put", placement=placement), check=True)
+    assert check["changed"] and run_module("stack_state", dict(conn, cluster="prod"))["revision"] == 0
+
+    put = run_ansible("stack_state", dict(conn, cluster="prod", state="put", placement=placement, spec_hash="abc",
+                                          expected_revision=0))
+    assert put["changed"] and put["revision"] > 0 and put["updated_at"].endswith("Z"), put
+    again = run_ansible("stack_state", dict(conn, cluster="prod", state="put", placement=placement, spec_hash="abc"))
+    assert not again["changed"] and again["revision"] == put["revision"]
+
+    got = run_module("stack_state", dict(conn, cluster="prod"))
+    assert got["placement"] == placement and got["revision"] == put["revision"] and got["spec_hash"] == "abc"
+    raw = json.loads(tls_lab.client().get("/stackfleet/prod/placement")[1].value)
+    assert set(raw) == {"placement", "spec_hash", "updated_at", "updated_by"}
+
+    moved = dict(placement, **{"lamp-2": "node-2"})
+    stale = run_module("stack_state", dict(conn, cluster="prod", state="put", placement=moved,
+                                           expected_revision=put["revision"] - 1))
+    assert stale.get("failed") and stale["revision"] == put["revision"], stale
+    assert "expected revision" in stale["msg"]
+    ok = run_module("stack_state", dict(conn, cluster="prod", state="put", placement=moved,
+                                        expected_revision=put["revision"]))
+    assert ok["changed"] and ok["revision"] > put["revision"]
+    assert ok["diff"]["before"]["placement"]["lamp-2"] == "node-3" and ok["diff"]["after"]["placement"]["lamp-2"] == "node-2"
+
+    bad = run_module("stack_state", dict(conn, cluster="a/b"))
+    assert bad.get("failed") and "key segment" in bad["msg"]
+
+    # untrusted data: Jinja stored in etcd comes back verbatim and is never rendered by a playbook
+    _state.write_placement(tls_lab.client(), "evil", {"x-1": "{{ lookup('env', 'HOME') }}"})
+    playbook = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - stackfleet.cluster.stack_state: {cluster: evil, endpoints: "{{ endpoints }}", ca_cert: "{{ ca }}",
+                                       client_cert: "{{ cert }}", client_key: "{{ key }}"}
+      register: st
+    - ansible.builtin.assert:
+        that: st.placement['x-1'] == '{' ~ "{ lookup('env', 'HOME') }" ~ '}'
+    - ansible.builtin.debug: {msg: "{{ st.placement['x-1'] }}"}
+"""
+    rc, out = run_playbook(playbook, {"endpoints": conn["endpoints"], "ca": conn["ca_cert"],
+                                      "cert": conn["client_cert"], "key": conn["client_key"]}, str(tmp_path))
+    assert rc == 0, out
+    assert "lookup('env', 'HOME')" in out and os.environ.get("HOME", "/root") + '"' not in out

@@ -1,0 +1,170 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: stackfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: etcd_lock
+short_description: Take or release a stackfleet cluster lock in etcd
+version_added: 0.1.0
+description:
+  - A lease-based lock so that only one playbook run changes a cluster at a time.
+  - The lock is the key C(/stackfleet/<name>/lock), created in a transaction only if it does not exist
+    (C(create_revision == 0), etcd's lock recipe) and attached to a lease of O(ttl) seconds. Its value is
+    JSON naming the holder, since when it holds the lock, and the lease ID.
+  - If the controller dies, the lease runs out after O(ttl) seconds and the lock goes with it. Long runs take the
+    lock again at checkpoints (same O(holder)), which refreshes the lease.
+extends_documentation_fragment:
+  - stackfleet.cluster.etcd
+  - stackfleet.cluster.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+options:
+  name:
+    description:
+      - Lock name, usually the cluster name. Letters, digits, C(.), C(_) and C(-).
+    type: str
+    required: true
+  state:
+    description:
+      - V(acquired) takes the lock, waiting up to O(wait_timeout) seconds while someone else holds it. Taking a lock
+        this holder already holds refreshes its lease (C(changed=false)).
+      - V(released) gives it back. Releasing a lock nobody holds changes nothing; one held by someone else fails unless O(force).
+    type: str
+    choices: [acquired, released]
+    default: acquired
+  holder:
+    description:
+      - Who holds the lock, shown to anyone who has to wait.
+      - Defaults to C(awx-job-<id>) when E(JOB_ID) or E(AWX_JOB_ID) is set (AWX and AAP set it), otherwise to
+        C(<controller hostname>:<pid of ansible-playbook>), so every task of one run is the same holder.
+    type: str
+  ttl:
+    description:
+      - Lease seconds. etcd raises very small values to its minimum (about 2 seconds with default timings).
+    type: int
+    default: 300
+  wait_timeout:
+    description:
+      - Seconds to wait for another holder to release the lock before failing with a message naming the holder.
+    type: int
+    default: 0
+  force:
+    description:
+      - With O(state=released), break a lock held by someone else.
+    type: bool
+    default: false
+notes:
+  - An action plugin fills in the default O(holder) on the controller; the etcd calls are made by the module.
+author:
+  - stackfleet maintainers
+"""
+
+EXAMPLES = r"""
+- name: Take the cluster lock for this run (wait up to 10 minutes for another run)
+  stackfleet.cluster.etcd_lock:
+    name: prod
+    ttl: 900
+    wait_timeout: 600
+  run_once: true
+  delegate_to: localhost
+
+- name: Give it back
+  stackfleet.cluster.etcd_lock:
+    name: prod
+    state: released
+  run_once: true
+  delegate_to: localhost
+"""
+
+RETURN = r"""
+holder:
+  description: The holder this task acted as (its default filled in).
+  returned: always
+  type: str
+  sample: "ctl-1:4242"
+lock:
+  description: The lock as taken, or as it was before release. Empty when released and nobody held it.
+  returned: always
+  type: dict
+  contains:
+    key: {description: The etcd key., type: str, sample: /stackfleet/prod/lock}
+    holder: {description: Who holds it., type: str, sample: "ctl-1:4242"}
+    since: {description: When it was taken (UTC, ISO 8601)., type: str, sample: "2025-01-31T10:00:00Z"}
+    lease_id: {description: Lease ID, decimal., type: int}
+    lease_id_hex: {description: Lease ID, hexadecimal as C(etcdctl) prints it., type: str}
+    ttl: {description: Granted lease seconds., type: int}
+    ttl_left: {description: Seconds left on the lease when read (-1 unknown)., type: int}
+    revision: {description: The key's create revision., type: int}
+"""
+
+import os
+import socket
+import typing as t
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import (
+    CONNECTION_ARGSPEC,
+    EtcdError,
+    client_from_params,
+    id_hex,
+)
+from ansible_collections.stackfleet.cluster.plugins.module_utils._state import (
+    LockRecord,
+    StateError,
+    acquire_lock,
+    lock_key,
+    release_lock,
+)
+
+
+def default_holder() -> str:
+    """Same rule as the action plugin; used when the module runs without it."""
+    job = os.environ.get("JOB_ID") or os.environ.get("AWX_JOB_ID")
+    return "awx-job-%s" % job if job else "%s:%d" % (socket.gethostname(), os.getppid())
+
+
+def lock_result(name: str, lock: t.Optional[LockRecord]) -> t.Dict[str, t.Any]:
+    if lock is None:
+        return {}
+    return {"key": lock_key(name), "holder": lock.holder, "since": lock.since, "lease_id": lock.lease_id,
+            "lease_id_hex": id_hex(lock.lease_id), "ttl": lock.ttl, "ttl_left": lock.ttl_left, "revision": lock.revision}
+
+
+def main() -> None:
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", default="acquired", choices=["acquired", "released"]),
+        holder=dict(type="str"),
+        ttl=dict(type="int", default=300),
+        wait_timeout=dict(type="int", default=0),
+        force=dict(type="bool", default=False),
+    )
+    argument_spec.update(CONNECTION_ARGSPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    holder = p["holder"] or default_holder()
+    if p["ttl"] < 1:
+        module.fail_json(msg="ttl must be at least 1 second")
+    try:
+        client = client_from_params(p)
+        if p["state"] == "acquired":
+            lock, changed = acquire_lock(client, p["name"], holder, p["ttl"], p["wait_timeout"],
+                                         check_mode=module.check_mode)
+        else:
+            lock, changed = release_lock(client, p["name"], holder, force=p["force"], check_mode=module.check_mode)
+    except StateError as err:
+        lock = getattr(err, "lock", None)
+        module.fail_json(msg=str(err), lock=lock_result(p["name"], lock), holder=holder)
+    except EtcdError as err:
+        module.fail_json(msg=str(err), code=err.code)
+    module.exit_json(changed=changed, lock=lock_result(p["name"], lock), holder=holder)
+
+
+if __name__ == "__main__":
+    main()
