@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import copy
 
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _spec
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _spec
 
 VALID = {
     "cluster": "t",
