@@ -431,5 +431,5 @@ deploy:
 def test_control_characters_are_reported_with_their_position():
     with pytest.raises(_spec.SpecError) as caught:
         _spec.load_text("cluster: t\nservices: x\x07y\n", "f.yml")
-    assert caught.value.errors == ["f.yml: line 2, column 13: YAML cannot contain the control character '\\x07'"
+    assert caught.value.errors == ["f.yml: line 2, column 12: YAML cannot contain the control character '\\x07'"
                                    " (special characters are not allowed)"]
