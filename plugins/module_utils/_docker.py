@@ -41,6 +41,8 @@ except ImportError as exc:  # pragma: no cover - depends on the target's Python
         """Placeholder so `except DockerException` works without the SDK."""
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+#: How long a started container must stay up, without restarting, to count as running.
+SETTLE_SECONDS = 1.0
 
 #: The connection options every stackfleet module that talks to Docker takes (doc fragment
 #: stackfleet.cluster.docker). `tls`/`validate_certs` have no default on purpose: "unset" and
@@ -138,16 +140,20 @@ def connect(endpoint: Endpoint) -> Engine:
         cert = (endpoint.client_cert, endpoint.client_key) if endpoint.client_cert and endpoint.client_key else None
         verify: t.Any = (endpoint.ca_path or True) if endpoint.verify else False
         tls = docker.tls.TLSConfig(client_cert=cert, ca_cert=endpoint.ca_path, verify=verify)
-    deferred_version = endpoint.api_version == "auto" and bool(endpoint.tls_hostname)
+    auto_version = endpoint.api_version == "auto"
     try:
         api = docker.APIClient(
             base_url=endpoint.url, tls=tls, timeout=endpoint.timeout,
-            version=docker.constants.DEFAULT_DOCKER_API_VERSION if deferred_version else endpoint.api_version,
+            version=docker.constants.DEFAULT_DOCKER_API_VERSION if auto_version else endpoint.api_version,
             use_ssh_client=endpoint.url.startswith("ssh://"))
-        if endpoint.tls and endpoint.tls_hostname:
-            api.mount("https://", _hostname_adapter(endpoint.tls_hostname))
-        if deferred_version:
-            # Negotiated only now, so that the first request already checks tls_hostname.
+        if endpoint.tls:
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the session's CA (psf/requests#3829):
+            # the engine's CA (or "do not verify") must win, so the environment is not consulted for TLS.
+            api.trust_env = False
+            if endpoint.tls_hostname:
+                api.mount("https://", _hostname_adapter(endpoint.tls_hostname))
+        if auto_version:
+            # Negotiated only now, so that the first request already uses the settings above.
             api._version = api._retrieve_server_version()  # pylint: disable=protected-access
     except (DockerException, requests.exceptions.RequestException) as exc:
         raise EngineError("cannot reach the Docker engine at %s: %s" % (endpoint.url, exc))
@@ -335,12 +341,13 @@ class Engine:
         return obs.id
 
     def _wait(self, started: t.Sequence[t.Tuple[Action, str]], wait: str, timeout: float) -> t.List[str]:
-        """Poll the batch until each container is running (or healthy, when it has a
-        healthcheck and wait=healthy); a container that exits or turns unhealthy fails."""
+        """Poll the batch until each container is up: running without a restart for SETTLE_SECONDS
+        (a command that dies at once is caught, not reported as running), and healthy when it has a
+        healthcheck and wait=healthy. A container that exits, restarts or turns unhealthy fails."""
         errors = []
         pending = dict((cid, action.name) for action, cid in started)
+        up_since: t.Dict[str, t.Tuple[str, float]] = {}  # cid -> (StartedAt, when first seen running)
         deadline = time.monotonic() + timeout
-        delay = 0.1
         while pending:
             for cid, name in list(pending.items()):
                 try:
@@ -349,24 +356,39 @@ class Engine:
                     errors.append(str(exc))
                     del pending[cid]
                     continue
-                status = state.get("Status")
-                health = (state.get("Health") or {}).get("Status")
-                if status in ("exited", "dead") or (status == "restarting" and state.get("ExitCode")):
-                    logs = self.logs_tail(cid)
-                    errors.append("%s: exited with code %s%s%s" % (
-                        name, state.get("ExitCode"), ": " + state["Error"] if state.get("Error") else "",
-                        " (last output: %s)" % logs if logs else ""))
+                problem = self._wait_problem(cid, state, wait, up_since)
+                if problem:
+                    errors.append("%s: %s" % (name, problem))
                     del pending[cid]
-                elif health == "unhealthy" and wait == "healthy":
-                    errors.append("%s: unhealthy" % name)
-                    del pending[cid]
-                elif status == "running" and (wait == "running" or health in (None, "healthy")):
+                elif self._is_up(cid, state, wait, up_since):
                     del pending[cid]
             if not pending:
                 break
             if time.monotonic() >= deadline:
                 errors.extend("%s: not %s within %s s" % (name, wait, timeout) for name in sorted(pending.values()))
                 break
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+            time.sleep(0.2)
         return errors
+
+    def _wait_problem(self, cid: str, state: t.Mapping[str, t.Any], wait: str, up_since: t.Mapping[str, t.Tuple[str, float]]) -> t.Optional[str]:
+        status = state.get("Status")
+        restarted = cid in up_since and up_since[cid][0] != state.get("StartedAt")
+        if status in ("exited", "dead") or status == "restarting" or restarted:
+            logs = self.logs_tail(cid)
+            return "exited with code %s%s%s" % (
+                state.get("ExitCode"), ": " + state["Error"] if state.get("Error") else "",
+                " (last output: %s)" % logs if logs else "")
+        if wait == "healthy" and (state.get("Health") or {}).get("Status") == "unhealthy":
+            return "unhealthy"
+        return None
+
+    @staticmethod
+    def _is_up(cid: str, state: t.Mapping[str, t.Any], wait: str, up_since: t.Dict[str, t.Tuple[str, float]]) -> bool:
+        if state.get("Status") != "running":
+            return False
+        now = time.monotonic()
+        started_at, seen = up_since.setdefault(cid, (state.get("StartedAt") or "", now))
+        health = (state.get("Health") or {}).get("Status")
+        if wait == "healthy" and health is not None:
+            return health == "healthy"
+        return now - seen >= SETTLE_SECONDS
