@@ -9,7 +9,7 @@
 #        tests/molecule/build_images.sh --tarball-only
 set -euo pipefail
 
-RECIPE_VERSION=1   # bump whenever the recipe below changes: a new tarball name forces a rebuild
+RECIPE_VERSION=2   # bump whenever the recipe below changes: a new tarball name forces a rebuild
 IMAGE=${STACKFLEET_MOLECULE_IMAGE:-local/stackfleet-debian-systemd:12}
 CACHE_DIR=${STACKFLEET_IMAGE_CACHE:-/var/cache/stackfleet/images}
 TARBALL=$CACHE_DIR/debian12-systemd-dockerio-v$RECIPE_VERSION.tar
@@ -17,7 +17,8 @@ TARBALL=$CACHE_DIR/debian12-systemd-dockerio-v$RECIPE_VERSION.tar
 MIRROR=${DEBIAN_MIRROR:-$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
           | grep -E '^(URIs:|deb )' | grep -oE 'https?://[^ ]+/debian\b' | head -1 || true)}
 MIRROR=${MIRROR:-http://deb.debian.org/debian}
-PRELOADED_PACKAGES=(docker.io)
+# python3-apt: ansible.builtin.apt installs it on first use, as on any fresh Debian host.
+PRELOADED_PACKAGES=(docker.io python3-apt)
 
 log() { echo "build_images: $*" >&2; }
 work=""
@@ -54,6 +55,7 @@ ensure_tarball() {
   if [ -s "$TARBALL" ]; then
     log "cached $TARBALL"
   else
+    find "$CACHE_DIR" -maxdepth 1 -name 'debian12-systemd-dockerio-v*.tar' -delete
     build_tarball
   fi
   exec 9>&-
@@ -61,12 +63,14 @@ ensure_tarball() {
 
 ensure_image() {
   : "${DOCKER_HOST:?DOCKER_HOST must name the engine molecule will use}"
-  if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+  local recipe
+  recipe=$(docker image inspect -f '{{ index .Config.Labels "io.stackfleet.recipe" }}' "$IMAGE" 2>/dev/null || true)
+  if [ "$recipe" = "$RECIPE_VERSION" ]; then
     log "$IMAGE already present on $DOCKER_HOST"
     return
   fi
   local start=$(date +%s)
-  docker import -c 'CMD ["/lib/systemd/systemd"]' \
+  docker import -c 'CMD ["/lib/systemd/systemd"]' -c "LABEL io.stackfleet.recipe=$RECIPE_VERSION" \
     "$TARBALL" "$IMAGE" >/dev/null
   log "imported $IMAGE into $DOCKER_HOST in $(( $(date +%s) - start )) s"
 }
