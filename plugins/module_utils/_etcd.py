@@ -128,7 +128,7 @@ def parse_version(version: str) -> t.Tuple[int, int]:
 
 def parse_duration(text: str) -> float:
     """Seconds from "5", "5s", "500ms", "1m" or "2.5s"."""
-    match = _DURATION_RE.match(str(text).strip())
+    match = _DURATION_RE.fullmatch(str(text).strip())
     if not match:
         raise ValueError("cannot read a duration from %r (use 5, 5s, 500ms or 1m)" % (text,))
     return float(match.group(1)) * {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}[match.group(2)]

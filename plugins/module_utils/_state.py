@@ -78,7 +78,7 @@ class LockRecord(t.NamedTuple):
 # ---------------------------------------------------------------- keys
 
 def check_cluster(cluster: str) -> str:
-    if not isinstance(cluster, str) or not _CLUSTER_RE.match(cluster):
+    if not isinstance(cluster, str) or not _CLUSTER_RE.fullmatch(cluster):
         raise StateError("cluster name %r cannot be an etcd key segment: use letters, digits, '.', '_', '-' "
                          "(at most 128, starting with a letter or digit)" % (cluster,))
     return cluster

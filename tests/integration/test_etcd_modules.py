@@ -495,9 +495,6 @@ def test_lock_holder_is_stable_across_tasks_of_a_playbook(plain_lab: EtcdLab, tm
     playbook = """
 - hosts: localhost
   gather_facts: false
-  module_defaults:
-    group/stackfleet.cluster.etcd:
-      endpoints: "{{ endpoints }}"
   tasks:
     - stackfleet.cluster.etcd_lock: {name: pb, endpoints: "{{ endpoints }}", ttl: 20}
       register: first
@@ -513,9 +510,7 @@ def test_lock_holder_is_stable_across_tasks_of_a_playbook(plain_lab: EtcdLab, tm
     - ansible.builtin.assert:
         that: released is changed
 """
-    rc, out = run_playbook(playbook.replace("  module_defaults:\n    group/stackfleet.cluster.etcd:\n"
-                                            "      endpoints: \"{{ endpoints }}\"\n", ""),
-                           {"endpoints": plain_lab.conn()["endpoints"]}, str(tmp_path))
+    rc, out = run_playbook(playbook, {"endpoints": plain_lab.conn()["endpoints"]}, str(tmp_path))
     assert rc == 0, out
     assert "failed=0" in out
 
