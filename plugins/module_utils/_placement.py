@@ -105,11 +105,14 @@ def plan(spec: Spec, hosts: t.Sequence[Host], previous: t.Optional[t.Mapping[str
     if previous:
         for r in order:
             _keep(table, r, previous)
+    done: t.Set[str] = set()
     for r in _most_constrained_first(table, rules, order):
         if r.deploy.is_global:
             _place_global(table, r, errors)
         else:
-            _place_counted(table, r, spec.strategy, errors)
+            compact = any(o in rules and o not in done for o in r.others)
+            _place_counted(table, r, spec.strategy, compact, errors)
+        done.add(r.deploy.key)
     if errors:
         raise PlacementError(errors)
     return _result(table, rules, previous)
@@ -348,12 +351,19 @@ def _place_global(table: HostTable, r: _Rules, errors: t.List[str]) -> None:
         errors.extend(global_unplaced(table, r, failed))
 
 
-def _place_counted(table: HostTable, r: _Rules, strategy: str, errors: t.List[str]) -> None:
+def _place_counted(table: HostTable, r: _Rules, strategy: str, compact: bool, errors: t.List[str]) -> None:
+    """Place the pending units of a counted deploy. `compact`: deploys that conflict with this one
+    are still to come, so fill hosts it already runs on before opening new ones (leave them room)."""
     pending = [u for u in r.units if u.host < 0]
     if r.failed or not pending:
         return
     key = r.deploy.key
-    score = table.binpack_key if strategy == "binpack" else table.spread_key
+    by_strategy = table.binpack_key if strategy == "binpack" else table.spread_key
+    placed = table.placed
+
+    def score(i: int) -> t.Tuple[t.Any, ...]:
+        return ((0 if key in placed[i] else 1),) + by_strategy(i) if compact else by_strategy(i)
+
     label = r.deploy.spread
     group_of = ([table.hosts[i].labels.get(label, "") for i in range(len(table))] if label else None)
     candidates = [i for i in r.eligible
@@ -384,9 +394,19 @@ def _place_counted(table: HostTable, r: _Rules, strategy: str, errors: t.List[st
         groups.append(group_heap)
     version = table.version
     single = len(r.shapes) == 1
+    # A split instance under a per-host limit: its services first try the hosts its siblings
+    # took, so one instance does not use up the limit on several hosts.
+    siblings_first = not single and (r.exclusive or r.max_per_host < UNLIMITED)
+    open_set = frozenset(candidates) if siblings_first else frozenset()
+    hosts_of: t.Dict[str, t.List[int]] = {}
     for n, unit in enumerate(pending):
         s = shape_ids[id(unit.shape)]
-        found = _take(table, r, unit, heaps[s], counts[s], groups[s], version)
+        found = None
+        for i in hosts_of.get(unit.instance, ()) if siblings_first else ():
+            if i in open_set and table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host):
+                found = (i, group_of[i] if group_of else "")
+                break
+        found = found or _take(table, r, unit, heaps[s], counts[s], groups[s], version)
         if found is None:
             more = sum(1 for u in pending[n + 1:] if u.shape is unit.shape)
             errors.append(unplaced(table, r, unit, more))
@@ -394,6 +414,8 @@ def _place_counted(table: HostTable, r: _Rules, strategy: str, errors: t.List[st
         i, value = found
         table.add(i, unit.shape, key, unit.instance)
         unit.host = i
+        if siblings_first:
+            hosts_of.setdefault(unit.instance, []).append(i)
         counts[s][value] += 1
         heapq.heappush(groups[s], (counts[s][value], value))
         if single and (r.exclusive or len(table.placed[i][key]) >= r.max_per_host):
