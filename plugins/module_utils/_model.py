@@ -32,7 +32,7 @@ class Resources:
     cpus: float = 0.0
     memory_mb: int = 0  # MiB, rounded up from the stack file's unit
 
-    def __add__(self, other: "Resources") -> "Resources":
+    def __add__(self, other: Resources) -> Resources:
         return Resources(self.cpus + other.cpus, self.memory_mb + other.memory_mb)
 
 
