@@ -19,9 +19,9 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils import _refs
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Deploy, Host, Spec
 from ansible_collections.stackfleet.cluster.plugins.module_utils._spec import SpecError
 
-#: Document fields that say where a container is, not what it is: a container whose
-#: hash differs only in these is the same container.
-BOOKKEEPING_FIELDS = ("name", "host")
+#: Document fields that say where a container is, not what it is: moving a document to
+#: another host does not change the container. (The name is hashed: it cannot drift.)
+BOOKKEEPING_FIELDS = ("host",)
 
 
 class RenderError(SpecError):
@@ -190,8 +190,8 @@ def _canonical(value: t.Any) -> t.Any:
 def config_hash(document: t.Mapping[str, t.Any]) -> str:
     """sha256 hex of the canonical JSON of everything in `document` except `BOOKKEEPING_FIELDS`.
 
-    Stable across Python versions and dict orders: keys sorted, no whitespace, UTF-8.
+    Stable across Python versions and dict orders: keys sorted, no whitespace, ASCII escapes.
     """
     relevant = {key: value for key, value in document.items() if key not in BOOKKEEPING_FIELDS}
-    text = json.dumps(_canonical(relevant), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    text = json.dumps(_canonical(relevant), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -184,14 +184,14 @@ def _doc():
 
 def test_config_hash_is_pinned():
     # Changing this value recreates every container of every cluster: only on purpose.
-    assert _desired.config_hash(_doc()) == "92fde64667697c0782e88819a4e28b8a1ca41db21314569d62b8e44e38225b20"
+    assert _desired.config_hash(_doc()) == "a12f52d375b029e40c4b37edc86f64c73a72516a34d33d3e37869c924a8833c5"
 
 
 def test_config_hash_ignores_bookkeeping_order_and_number_spelling():
     doc = _doc()
     reordered = dict(reversed(list(doc.items())))
     reordered["env"] = dict(reversed(list(doc["env"].items())))
-    moved = dict(doc, host="n9", name="other")
+    moved = dict(doc, host="n9")
     integral = dict(doc, resources={"cpus": 1, "memory_mb": 1024.0}, healthcheck=dict(doc["healthcheck"], interval=5))
     as_tuples = dict(doc, command=tuple(doc["command"]))
     assert len({_desired.config_hash(d) for d in (doc, reordered, moved, integral, as_tuples)}) == 1
@@ -215,3 +215,13 @@ def test_config_hash_changes_with_the_container(change):
 def test_config_hash_is_sha256_hex():
     value = _desired.config_hash({"image": "x"})
     assert len(value) == 64 and int(value, 16) >= 0
+
+
+def test_config_hash_includes_the_name():
+    assert _desired.config_hash(dict(_doc(), name="prod.lamp-9.mysql")) != _desired.config_hash(_doc())
+
+
+def test_config_hash_agrees_with_the_containers_module():
+    converge = pytest.importorskip("ansible_collections.stackfleet.cluster.plugins.module_utils._converge")
+    doc = dict(_doc(), env={"GREETING": "grüße"})
+    assert _desired.config_hash(doc) == converge.config_hash(doc)
