@@ -278,13 +278,13 @@ class MemberManager:
         try:
             if action in ("added", "added_learner"):
                 return retry(lambda: self.client.member_add(p["peer_urls"], learner=action == "added_learner"), timeout)
-            assert target is not None
+            member_id = target.id if target is not None else 0  # decide() names a target for every other action
             if action == "removed":
-                retry(lambda: self.client.member_remove(target.id), timeout)
+                retry(lambda: self.client.member_remove(member_id), timeout)
             elif action == "promoted":
-                retry(lambda: self.client.member_promote(target.id), timeout, retry_on=_not_in_sync)
+                retry(lambda: self.client.member_promote(member_id), timeout, retry_on=_not_in_sync)
             elif action == "updated":
-                retry(lambda: self.client.member_update(target.id, p["peer_urls"]), timeout)
+                retry(lambda: self.client.member_update(member_id, p["peer_urls"]), timeout)
             return target
         except EtcdError as err:
             self.module.fail_json(msg="etcd refused to %s %s: %s" % (
