@@ -225,3 +225,23 @@ def test_config_hash_agrees_with_the_containers_module():
     converge = pytest.importorskip("ansible_collections.stackfleet.cluster.plugins.module_utils._converge")
     doc = dict(_doc(), env={"GREETING": "grüße"})
     assert _desired.config_hash(doc) == converge.config_hash(doc)
+
+
+@pytest.mark.parametrize("example", ["lamp-format-doc.yml", "lamp.yml"])
+def test_render_takes_the_planners_placement_as_it_is(example):
+    placement = pytest.importorskip("ansible_collections.stackfleet.cluster.plugins.module_utils._placement")
+    spec = _spec.load_file(os.path.join(ROOT, "examples", example))
+    hosts = _spec.load_hosts([
+        {"name": "node-%d" % i, "address": "10.231.0.%d" % (10 + i), "labels": {"rack": "r%d" % (i % 3), "disk": "ssd"},
+         "capacity": {"cpus": 8, "memory_mb": 16384}}
+        for i in range(1, 7)])
+    plan = placement.plan(spec, hosts, {})
+    containers = _desired.render(spec, plan.assignments, hosts)
+    covered = set()
+    for host, host_docs in containers.items():
+        for doc in host_docs:
+            assert doc["host"] == host
+            assert "{{" not in "".join(doc["env"].values())
+            assert plan.assignments[doc["instance"]] == host  # both examples are colocated
+            covered.add(doc["instance"])
+    assert covered == set(plan.assignments)
