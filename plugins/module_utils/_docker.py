@@ -294,7 +294,11 @@ class Engine:
             repository, tag = (ref.rsplit(":", 1) if ":" in last else (ref, "latest"))
         self._call("pull %s" % ref, self.api.pull, repository, tag=tag or None)
 
-    def remove(self, name: str, container_id: str) -> None:
+    def remove(self, name: str, container_id: str, stop_timeout: t.Optional[int] = None) -> None:
+        """Stop gracefully (SIGTERM, then SIGKILL after the container's stop timeout or
+        `stop_timeout`), then remove."""
+        kwargs = {} if stop_timeout is None else {"timeout": stop_timeout}
+        self._call("%s: stop" % name, self.api.stop, container_id, **kwargs)
         self._call("%s: remove" % name, self.api.remove_container, container_id, force=True)
 
     def create(self, doc: t.Mapping[str, t.Any]) -> str:
@@ -308,30 +312,31 @@ class Engine:
             self._call("%s: start" % name, self.api.start, container_id)
 
     # Rollout -------------------------------------------------------------------------
-    def apply(self, plan: Plan, max_parallel: int = 1, wait: str = "running", wait_timeout: float = 60) -> t.List[str]:
+    def apply(self, plan: Plan, max_parallel: int = 1, wait: str = "running", wait_timeout: float = 60,
+              stop_timeout: t.Optional[int] = None) -> t.List[str]:
         """Carry out `plan`; return the errors (each naming its container). One failure does not
         stop the rest: every container is handled before the caller reports all errors."""
         errors = []
         for action in plan.removals:
             try:
-                self.remove(action.name, action.observed.id)  # type: ignore[union-attr]
+                self.remove(action.name, action.observed.id, stop_timeout)  # type: ignore[union-attr]
             except EngineError as exc:
                 errors.append(str(exc))
         for batch in batches(plan.rollout, max_parallel):
             started = []
             for action in batch:
                 try:
-                    started.append((action, self._roll(action)))
+                    started.append((action, self._roll(action, stop_timeout)))
                 except EngineError as exc:
                     errors.append(str(exc))
             if wait != "none":
                 errors.extend(self._wait(started, wait, wait_timeout))
         return errors
 
-    def _roll(self, action: Action) -> str:
+    def _roll(self, action: Action, stop_timeout: t.Optional[int]) -> str:
         obs = action.observed
         if action.action == RECREATE and obs is not None:
-            self.remove(action.name, obs.id)
+            self.remove(action.name, obs.id, stop_timeout)
         if action.action in (CREATE, RECREATE):
             container_id = self.create(action.doc)  # type: ignore[arg-type]
             self.start(action.name, container_id)

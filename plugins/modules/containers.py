@@ -70,6 +70,11 @@ options:
       - Seconds to wait for each batch to reach O(wait).
     type: int
     default: 60
+  stop_timeout:
+    description:
+      - Seconds a container being removed or replaced gets between SIGTERM and SIGKILL.
+      - When not set, each container's own stop timeout applies (Docker's default is 10 seconds).
+    type: int
 notes:
   - A container that fails to be created, to start or to reach O(wait) does not stop the run; all other containers are
     handled first and the module then fails with every error, each naming its container.
@@ -209,6 +214,7 @@ def main():
         max_parallel=dict(type="int", default=1),
         wait=dict(type="str", default="running", choices=["none", "running", "healthy"]),
         wait_timeout=dict(type="int", default=60),
+        stop_timeout=dict(type="int"),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -250,7 +256,8 @@ def main():
 
     final = observed
     if todo.changed and not module.check_mode:
-        errors.extend(engine.apply(todo, params["max_parallel"], params["wait"], params["wait_timeout"]))
+        errors.extend(engine.apply(todo, params["max_parallel"], params["wait"], params["wait_timeout"],
+                                    params["stop_timeout"]))
         try:
             final = engine.list_cluster(cluster)
         except EngineError as exc:

@@ -29,6 +29,8 @@ pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="nee
 
 CLUSTER = "it"
 IMAGE = "local/busybox:1"
+#: A service that stops at SIGTERM at once (a bare `sleep` as PID 1 ignores it and waits for SIGKILL).
+SERVE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]
 PLAYBOOK = """
 - hosts: localhost
   gather_facts: false
@@ -79,7 +81,7 @@ def tls_args(lab, host):
 
 def doc(i, **over):
     d = {"name": "%s.web-%d.web" % (CLUSTER, i), "cluster": CLUSTER, "deploy": "web", "instance": "web-%d" % i,
-         "service": "web", "host": "sfc-h1", "image": IMAGE, "command": ["sleep", "3600"], "entrypoint": None,
+         "service": "web", "host": "sfc-h1", "image": IMAGE, "command": SERVE, "entrypoint": None,
          "env": {"PASSWORD": "hunter2-%d" % i}, "ports": [], "volumes": [], "labels": {"team": "web"},
          "restart": "unless-stopped", "network_mode": "host", "resources": {"cpus": 0.1, "memory_mb": 32},
          "healthcheck": None}
@@ -160,7 +162,7 @@ def test_hand_edits_are_repaired_and_nothing_else_changes(lab, host, client):
     client.containers.get("it.web-3.web").rename("copied-by-hand")
     old4 = client.containers.get("it.web-4.web")
     old4.remove(force=True)  # recreated by hand, with other env and without the hash label
-    client.containers.run(IMAGE, ["sleep", "3600"], name="it.web-4.web", detach=True, network_mode="host",
+    client.containers.run(IMAGE, SERVE, name="it.web-4.web", detach=True, network_mode="host",
                           environment={"PASSWORD": "changed"}, labels={"io.stackfleet.cluster": CLUSTER})
 
     rc, res, _ = converge(lab, host, docs)

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Converge benchmark (docs/performance.md, "Converge"). Run as root.
+
+    .venv/bin/python bench/converge.py               # 100 containers over 4 lab hosts
+    .venv/bin/python bench/converge.py --per-host 5  # smoke run
+
+Brings up its own lab (tests/lab/lab.py, instance `sfb`, TLS dockerd per host) and times real
+`ansible-playbook` runs, one play over the 4 hosts (forks 4), for the same containers:
+
+  stackfleet   one stackfleet.cluster.containers task per host
+  loop         community.docker.docker_container looped over the host's containers
+               (the usual playbook; the collection is bundled in the `ansible` package)
+
+Each is timed on: a first converge (empty hosts), a no-change converge, and a converge where
+one container's env changed. Between the two, every container is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+
+from lab import Lab  # noqa: E402
+
+CLUSTER = "bench"
+IMAGE = "local/busybox:1"
+#: A service that stops at SIGTERM at once, so neither side waits out a stop timeout.
+SERVE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]
+
+STACKFLEET = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - stackfleet.cluster.containers:
+        cluster: {cluster}
+        containers: "{{{{ docs[inventory_hostname] }}}}"
+        max_parallel: 5
+        wait: running
+        docker_host: "{{{{ docker_url }}}}"
+        validate_certs: true
+        ca_path: {ca}
+        client_cert: {cert}
+        client_key: {key}
+"""
+
+LOOP = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - community.docker.docker_container:
+        name: "{{{{ item.name }}}}"
+        image: "{{{{ item.image }}}}"
+        command: "{{{{ item.command }}}}"
+        env: "{{{{ item.env }}}}"
+        labels: "{{{{ item.labels }}}}"
+        restart_policy: "{{{{ item.restart }}}}"
+        network_mode: "{{{{ item.network_mode }}}}"
+        cpus: "{{{{ item.resources.cpus }}}}"
+        memory: "{{{{ item.resources.memory_mb }}}}M"
+        state: started
+        docker_host: "{{{{ docker_url }}}}"
+        validate_certs: true
+        ca_path: {ca}
+        client_cert: {cert}
+        client_key: {key}
+      loop: "{{{{ docs[inventory_hostname] }}}}"
+      loop_control: {{label: "{{{{ item.name }}}}"}}
+"""
+
+
+def documents(hosts, per_host, drift=False):
+    docs = {}
+    for h, host in enumerate(hosts):
+        docs[host.name] = []
+        for i in range(1, per_host + 1):
+            inst = "app-%d" % (h * per_host + i)
+            env = {"APP_ID": inst, "DB_PASSWORD": "secret-%d" % i}
+            if drift and h == 0 and i == 1:
+                env["DB_PASSWORD"] = "rotated"
+            docs[host.name].append({
+                "name": "%s.%s.app" % (CLUSTER, inst), "cluster": CLUSTER, "deploy": "app", "instance": inst, "service": "app",
+                "host": host.name, "image": IMAGE, "command": SERVE, "entrypoint": None, "env": env,
+                "ports": [], "volumes": [], "labels": {"team": "bench"}, "restart": "unless-stopped", "network_mode": "host",
+                "resources": {"cpus": 0.05, "memory_mb": 16}, "healthcheck": None})
+    return docs
+
+
+def run_play(workdir, playbook, docs):
+    with open(os.path.join(workdir, "docs.json"), "w") as handle:
+        json.dump({"docs": docs}, handle)
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_INVENTORY_ENABLED="ansible.builtin.ini",
+               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default", ANSIBLE_FORKS="4")
+    # docker_container's client lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE replace ca_path (psf/requests#3829):
+    # unset for both sides, so the loop can reach the lab's TLS engines at all.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        env.pop(name, None)
+    start = time.monotonic()
+    proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", os.path.join(workdir, "inventory"),
+                           "-e", "@" + os.path.join(workdir, "docs.json"), os.path.join(workdir, playbook)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    took = time.monotonic() - start
+    if proc.returncode:
+        sys.exit("%s failed:\n%s\n%s" % (playbook, proc.stdout[-3000:], proc.stderr[-2000:]))
+    changed = sum(int(part.split("=")[1]) for line in proc.stdout.splitlines() if "changed=" in line
+                  for part in line.split() if part.startswith("changed="))
+    return took, changed
+
+
+def remove_all(lab):
+    for host in lab.hosts:
+        engine = host.engine
+        for container in engine.containers():
+            engine.remove(container["Id"])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-host", type=int, default=25)
+    args = parser.parse_args()
+    lab = Lab(name="sfb", subnet="10.238.0.0/24", hosts=4)
+    try:
+        lab.up()
+        with tempfile.TemporaryDirectory() as workdir:
+            with open(os.path.join(workdir, "inventory"), "w") as handle:
+                for host in lab.hosts:
+                    handle.write("%s ansible_connection=local ansible_python_interpreter=%s/.venv/bin/python docker_url=%s\n"
+                                 % (host.name, ROOT, host.docker_url))
+            tls = dict(cluster=CLUSTER, ca=lab.ca_cert, cert=lab.client_cert, key=lab.client_key)
+            for name, text in (("stackfleet.yml", STACKFLEET), ("loop.yml", LOOP)):
+                with open(os.path.join(workdir, name), "w") as handle:
+                    handle.write(text.format(**tls))
+            base, drifted = documents(lab.hosts, args.per_host), documents(lab.hosts, args.per_host, drift=True)
+            results = {}
+            for label, playbook in (("stackfleet", "stackfleet.yml"), ("loop", "loop.yml")):
+                remove_all(lab)
+                results[label] = [run_play(workdir, playbook, docs) for docs in (base, base, drifted)]
+        remove_all(lab)
+    finally:
+        lab.down()
+
+    total = args.per_host * len(lab.hosts)
+    print("converge benchmark: %d containers over %d hosts (TLS dockerd per host), forks 4, %s, Python %s, %d cores" % (
+        total, len(lab.hosts), platform.machine(), platform.python_version(), os.cpu_count()))
+    print("%-22s %14s %14s %8s   changed (stackfleet / loop)" % ("scenario", "stackfleet s", "loop s", "ratio"))
+    for i, scenario in enumerate(("first converge", "no-change converge", "one-container drift")):
+        (sf, sf_changed), (lp, lp_changed) = results["stackfleet"][i], results["loop"][i]
+        print("%-22s %14.2f %14.2f %7.1fx   %d / %d" % (scenario, sf, lp, lp / sf, sf_changed, lp_changed))
+    ratio = results["loop"][1][0] / results["stackfleet"][1][0]
+    print("goal: no-change converge >= 10x faster than the loop: %s (%.1fx)" % ("met" if ratio >= 10 else "NOT met", ratio))
+
+
+if __name__ == "__main__":
+    main()
