@@ -13,10 +13,9 @@ user wrote (image id, state, the labels stackfleet set). Comparing option by opt
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import typing as t
 
+from ansible_collections.stackfleet.cluster.plugins.module_utils._desired import config_hash  # the one owner of the hash
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import (
     LABEL_CLUSTER,
     LABEL_CONFIG_HASH,
@@ -42,25 +41,6 @@ REQUIRED_KEYS = ("name", "cluster", "image")
 
 class DocumentError(ValueError):
     """The container documents handed to the module are unusable; nothing was touched."""
-
-
-def _canonical(value: t.Any) -> t.Any:
-    """Integral floats become ints, so `cpus: 1` and `cpus: 1.0` hash alike."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    return value
-
-
-def config_hash(doc: t.Mapping[str, t.Any]) -> str:
-    """sha256 of the canonical JSON of a container document, without `host` (moving a
-    document between hosts does not change what the container is)."""
-    body = {k: v for k, v in doc.items() if k != "host"}
-    text = json.dumps(_canonical(body), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def container_labels(doc: t.Mapping[str, t.Any]) -> t.Dict[str, str]:
