@@ -403,8 +403,10 @@ def _place_counted(table: HostTable, r: _Rules, strategy: str, compact: bool, er
         s = shape_ids[id(unit.shape)]
         found = None
         for i in hosts_of.get(unit.instance, ()) if siblings_first else ():
-            if i in open_set and table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host):
-                found = (i, group_of[i] if group_of else "")
+            value = group_of[i] if group_of else ""
+            if (i in open_set and (not group_of or counts[s][value] <= _least_count(groups[s], counts[s]))
+                    and table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host)):
+                found = (i, value)  # only where spread allows it
                 break
         found = found or _take(table, r, unit, heaps[s], counts[s], groups[s], version)
         if found is None:
@@ -425,6 +427,13 @@ def _place_counted(table: HostTable, r: _Rules, strategy: str, compact: bool, er
             heap = by_group.get(value)
             if heap is not None:
                 heapq.heappush(heap, entry)
+
+
+def _least_count(groups: t.List[t.Tuple[int, str]], counts: t.Dict[str, int]) -> int:
+    """The unit count of the emptiest spread value that may still have room."""
+    while groups and groups[0][0] != counts[groups[0][1]]:
+        heapq.heappop(groups)
+    return groups[0][0] if groups else UNLIMITED
 
 
 def _take(table: HostTable, r: _Rules, unit: _Pending, heaps: t.Dict[str, t.List[t.Tuple[t.Any, ...]]],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Spec
@@ -11,7 +12,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_placement_check import check_plan, deploy, host, label_is, svc
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+# PLACEMENT_EXAMPLES=2000 for a longer soak than the suite can afford on every run.
+SETTINGS = settings(max_examples=int(os.environ.get("PLACEMENT_EXAMPLES", "150")), deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 SERVICE_NAMES = ("s0", "s1", "s2", "s3", "s4")
 
