@@ -536,7 +536,7 @@ def txn_range_kvs(response: t.Mapping[str, t.Any]) -> t.List[KeyValue]:
 # ---------------------------------------------------------------- internals
 
 def _base(url: str) -> str:
-    scheme, _, rest = url.partition("://")
+    scheme, rest = url.split("://", 1) if "://" in url else ("http", url)
     return "%s://%s" % (scheme, rest.split("/", 1)[0])
 
 

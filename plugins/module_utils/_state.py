@@ -131,8 +131,16 @@ def encode_placement(placement: t.Mapping[str, str], spec_hash: str, updated_at:
 
 def read_record(client: EtcdClient, cluster: str) -> t.Optional[PlacementRecord]:
     """The stored placement record, or None if the cluster has none yet."""
-    _, kv = client.get(placement_key(cluster))
+    kv = client.get(placement_key(cluster))[1]
     return None if kv is None else decode_placement(kv.value, kv.mod_revision)
+
+
+def record_result(cluster: str, record: t.Optional[PlacementRecord]) -> t.Dict[str, t.Any]:
+    """A record as modules return it (no record: empty placement, revision 0)."""
+    if record is None:
+        record = PlacementRecord({}, 0, "", "", "")
+    return {"placement": record.placement, "revision": record.revision, "updated_at": record.updated_at,
+            "updated_by": record.updated_by, "spec_hash": record.spec_hash, "key": placement_key(cluster)}
 
 
 def read_placement(client: EtcdClient, cluster: str) -> t.Tuple[t.Dict[str, str], int]:
@@ -185,7 +193,7 @@ def decode_lock(raw: bytes, revision: int, lease: int) -> LockRecord:
 
 def read_lock(client: EtcdClient, cluster: str) -> t.Optional[LockRecord]:
     """The current lock holder with its lease's remaining seconds, or None."""
-    _, kv = client.get(lock_key(cluster))
+    kv = client.get(lock_key(cluster))[1]
     if kv is None:
         return None
     lock = decode_lock(kv.value, kv.create_revision, kv.lease)
@@ -222,8 +230,8 @@ def acquire_lock(client: EtcdClient, cluster: str, holder: str, ttl: int, wait_t
                     lease_id, granted = client.lease_grant(ttl)
                 value = json.dumps({"holder": holder, "since": utc_now(), "lease_id": lease_id, "ttl": granted},
                                    sort_keys=True)
-                ok, revision, _ = client.txn([txn_compare(key, "CREATE", 0)], [txn_put(key, value, lease_id)],
-                                             [txn_range(key)])
+                ok, revision = client.txn([txn_compare(key, "CREATE", 0)], [txn_put(key, value, lease_id)],
+                                          [txn_range(key)])[:2]
                 if ok:
                     lease_id, lease_taken = 0, lease_id  # ownership moves to the key
                     return decode_lock(value.encode(), revision, lease_taken)._replace(ttl_left=granted), True
@@ -254,7 +262,7 @@ def release_lock(client: EtcdClient, cluster: str, holder: str, force: bool = Fa
     if check_mode:
         return current, True
     key = lock_key(cluster)
-    ok, _, _ = client.txn([txn_compare(key, "CREATE", current.revision)], [txn_delete(key)])
+    ok = client.txn([txn_compare(key, "CREATE", current.revision)], [txn_delete(key)])[0]
     if current.lease_id:
         client.lease_revoke(current.lease_id)
     return current, ok

@@ -22,7 +22,7 @@ attributes:
     support: N/A
 options: {}
 author:
-  - stackfleet maintainers
+  - stackfleet maintainers (@stackfleet)
 """
 
 EXAMPLES = r"""
@@ -51,16 +51,16 @@ version:
   returned: always
   type: dict
   contains:
-    server: {description: etcd server version., type: str, sample: 3.4.23}
-    cluster: {description: Cluster version (the lowest common one)., type: str, sample: 3.4.0}
+    server: {description: "etcd server version.", type: str, sample: 3.4.23}
+    cluster: {description: "Cluster version (the lowest common one).", type: str, sample: 3.4.0}
 leader:
   description: The leader member (empty when no member reports one).
   returned: always
   type: dict
   contains:
-    id: {description: Member ID, decimal., type: int}
-    id_hex: {description: Member ID, hexadecimal., type: str}
-    name: {description: Member name., type: str}
+    id: {description: "Member ID, decimal.", type: int}
+    id_hex: {description: "Member ID, hexadecimal.", type: str}
+    name: {description: "Member name.", type: str}
 revision:
   description: Current store revision.
   returned: always
@@ -86,19 +86,19 @@ members:
   type: list
   elements: dict
   contains:
-    id: {description: Member ID, decimal., type: int}
-    id_hex: {description: Member ID as C(etcdctl) prints it., type: str}
-    name: {description: Member name (empty until started)., type: str}
-    peer_urls: {description: Peer URLs., type: list, elements: str}
-    client_urls: {description: Client URLs (empty until started)., type: list, elements: str}
-    learner: {description: Whether the member is a non-voting learner., type: bool}
-    started: {description: Whether the member has started., type: bool}
-    healthy: {description: Whether it answered as itself, knows a leader, has no alarm and its /health is true., type: bool}
-    reason: {description: Why it is not healthy (empty when healthy)., type: str}
-    is_leader: {description: Whether it is the leader., type: bool}
-    raft_index: {description: Its raft index (0 if it did not answer)., type: int}
-    db_size: {description: Its database size in bytes (0 if it did not answer)., type: int}
-    server_version: {description: Its etcd version (empty if it did not answer)., type: str}
+    id: {description: "Member ID, decimal.", type: int}
+    id_hex: {description: "Member ID as C(etcdctl) prints it.", type: str}
+    name: {description: "Member name (empty until started).", type: str}
+    peer_urls: {description: "Peer URLs.", type: list, elements: str}
+    client_urls: {description: "Client URLs (empty until started).", type: list, elements: str}
+    learner: {description: "Whether the member is a non-voting learner.", type: bool}
+    started: {description: "Whether the member has started.", type: bool}
+    healthy: {description: "Whether it answered as itself, knows a leader, has no alarm and its /health is true.", type: bool}
+    reason: {description: "Why it is not healthy (empty when healthy).", type: str}
+    is_leader: {description: "Whether it is the leader.", type: bool}
+    raft_index: {description: "Its raft index (0 if it did not answer).", type: int}
+    db_size: {description: "Its database size in bytes (0 if it did not answer).", type: int}
+    server_version: {description: "Its etcd version (empty if it did not answer).", type: str}
 """
 
 import typing as t
@@ -121,7 +121,7 @@ def cluster_info(client: EtcdClient) -> t.Dict[str, t.Any]:
     cluster_id, members = client.member_list()
     health = probe_members(client, members)
     versions = client.version()
-    revision, _ = client.range("/stackfleet/", serializable=False)
+    revision = client.range("/stackfleet/")[0]
     leaders = {h.leader for h in health.values() if h.healthy and h.leader}
     leader_id = leaders.pop() if len(leaders) == 1 else 0
     voters = [m for m in members if not m.is_learner]

@@ -62,7 +62,7 @@ options:
 notes:
   - An action plugin fills in the default O(holder) on the controller; the etcd calls are made by the module.
 author:
-  - stackfleet maintainers
+  - stackfleet maintainers (@stackfleet)
 """
 
 EXAMPLES = r"""
@@ -93,14 +93,14 @@ lock:
   returned: always
   type: dict
   contains:
-    key: {description: The etcd key., type: str, sample: /stackfleet/prod/lock}
-    holder: {description: Who holds it., type: str, sample: "ctl-1:4242"}
-    since: {description: When it was taken (UTC, ISO 8601)., type: str, sample: "2025-01-31T10:00:00Z"}
-    lease_id: {description: Lease ID, decimal., type: int}
-    lease_id_hex: {description: Lease ID, hexadecimal as C(etcdctl) prints it., type: str}
-    ttl: {description: Granted lease seconds., type: int}
-    ttl_left: {description: Seconds left on the lease when read (-1 unknown)., type: int}
-    revision: {description: The key's create revision., type: int}
+    key: {description: "The etcd key.", type: str, sample: /stackfleet/prod/lock}
+    holder: {description: "Who holds it.", type: str, sample: "ctl-1:4242"}
+    since: {description: "When it was taken (UTC, ISO 8601).", type: str, sample: "2025-01-31T10:00:00Z"}
+    lease_id: {description: "Lease ID, decimal.", type: int}
+    lease_id_hex: {description: "Lease ID, hexadecimal as C(etcdctl) prints it.", type: str}
+    ttl: {description: "Granted lease seconds.", type: int}
+    ttl_left: {description: "Seconds left on the lease when read (-1 unknown).", type: int}
+    revision: {description: "The key's create revision.", type: int}
 """
 
 import os

@@ -73,7 +73,7 @@ notes:
     example a 4th member while one of 3 is down); a removal that leaves the members without a quorum, or removes the last one."
   - The module does not start or stop etcd processes; a removed member's etcd exits by itself shortly after.
 author:
-  - stackfleet maintainers
+  - stackfleet maintainers (@stackfleet)
 """
 
 EXAMPLES = r"""
@@ -120,13 +120,13 @@ member:
   returned: always
   type: dict
   contains:
-    id: {description: Member ID, decimal., type: int, sample: 10501334649042878790}
-    id_hex: {description: Member ID in hexadecimal, as C(etcdctl member list) prints it., type: str, sample: 91bc3c398fb3c146}
-    name: {description: Member name; empty until it has started., type: str, sample: node-4}
-    peer_urls: {description: Peer URLs., type: list, elements: str, sample: ["https://10.0.0.14:2380"]}
-    client_urls: {description: Client URLs; empty until it has started., type: list, elements: str}
-    learner: {description: Whether it is a non-voting learner., type: bool}
-    started: {description: Whether it has started and published its name., type: bool}
+    id: {description: "Member ID, decimal.", type: int, sample: 10501334649042878790}
+    id_hex: {description: "Member ID in hexadecimal, as C(etcdctl member list) prints it.", type: str, sample: 91bc3c398fb3c146}
+    name: {description: "Member name; empty until it has started.", type: str, sample: node-4}
+    peer_urls: {description: "Peer URLs.", type: list, elements: str, sample: ["https://10.0.0.14:2380"]}
+    client_urls: {description: "Client URLs; empty until it has started.", type: list, elements: str}
+    learner: {description: "Whether it is a non-voting learner.", type: bool}
+    started: {description: "Whether it has started and published its name.", type: bool}
 members:
   description: All members after the change (same form as RV(member)), each with its probed C(healthy) state and C(reason).
   returned: always

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: stack_state
-short_description: Read or store a cluster's placement record in etcd
+short_description: Store a cluster's placement record in etcd
 version_added: 0.1.0
 description:
   - The placement record remembers where every placement key went, so the next plan keeps containers where they are.
   - It is stored as JSON under C(/stackfleet/<cluster>/placement) (see C(docs/etcd.md)) with the placement, a hash of
     the stack file it came from, when and by whom it was written.
   - Writes are compare-and-swap on the key's revision, so two runs cannot silently overwrite each other.
-  - Values read from etcd are data written by whoever can write to etcd. This module returns them as they are;
-    ansible-core 2.19 and newer treat module results as untrusted, so Jinja in them is never rendered.
+    Storing the same placement and O(spec_hash) again changes nothing.
+  - M(stackfleet.cluster.stack_state_info) reads the record.
 extends_documentation_fragment:
   - stackfleet.cluster.etcd
   - stackfleet.cluster.attributes
@@ -30,17 +30,11 @@ options:
       - Cluster name (the stack file's C(cluster)). Letters, digits, C(.), C(_) and C(-).
     type: str
     required: true
-  state:
-    description:
-      - V(get) reads the record (an empty placement and revision V(0) when there is none).
-      - V(put) stores O(placement). Storing the same placement and O(spec_hash) again changes nothing.
-    type: str
-    choices: [get, put]
-    default: get
   placement:
     description:
-      - Placement key to host name, as C(stackfleet.cluster.stack_plan) returns it. Required with O(state=put).
+      - Placement key to host name, as M(stackfleet.cluster.stack_plan) returns it.
     type: dict
+    required: true
   spec_hash:
     description:
       - Hash of the stack file the placement was computed from, stored alongside it.
@@ -52,23 +46,22 @@ options:
     type: str
   expected_revision:
     description:
-      - With O(state=put), write only if the stored record still has this revision (RV(revision) of an earlier
-        V(get)); V(0) means "only if there is no record yet". The task fails on a mismatch and writes nothing.
+      - Write only if the stored record still has this revision (RV(stackfleet.cluster.stack_state_info#module:revision)
+        of an earlier read); V(0) means "only if there is no record yet". The task fails on a mismatch and writes nothing.
     type: int
 author:
-  - stackfleet maintainers
+  - stackfleet maintainers (@stackfleet)
 """
 
 EXAMPLES = r"""
 - name: Read the previous placement
-  stackfleet.cluster.stack_state:
+  stackfleet.cluster.stack_state_info:
     cluster: prod
   register: previous
 
 - name: Store the new plan, unless someone else stored one meanwhile
   stackfleet.cluster.stack_state:
     cluster: prod
-    state: put
     placement: "{{ plan.placement }}"
     spec_hash: "{{ plan.spec_hash }}"
     expected_revision: "{{ previous.revision }}"
@@ -76,17 +69,17 @@ EXAMPLES = r"""
 
 RETURN = r"""
 placement:
-  description: The stored placement (after a V(put), the new one). Untrusted data from etcd.
+  description: The stored placement.
   returned: always
   type: dict
   sample: {lamp-1: node-1, lamp-2: node-3}
 revision:
-  description: The record's etcd modification revision; V(0) when there is no record. Pass it as O(expected_revision).
+  description: The record's etcd modification revision after the write (in check mode, the current one).
   returned: always
   type: int
   sample: 17
 updated_at:
-  description: When the record was written (UTC, ISO 8601); empty when there is none.
+  description: When the record was written (UTC, ISO 8601).
   returned: always
   type: str
   sample: "2025-01-31T10:00:00Z"
@@ -107,7 +100,6 @@ key:
 
 import os
 import socket
-import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import (
@@ -116,20 +108,11 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import (
     client_from_params,
 )
 from ansible_collections.stackfleet.cluster.plugins.module_utils._state import (
-    PlacementRecord,
     RevisionConflict,
     StateError,
-    placement_key,
-    read_record,
+    record_result,
     write_placement,
 )
-
-
-def record_result(cluster: str, record: t.Optional[PlacementRecord]) -> t.Dict[str, t.Any]:
-    if record is None:
-        record = PlacementRecord({}, 0, "", "", "")
-    return {"placement": record.placement, "revision": record.revision, "updated_at": record.updated_at,
-            "updated_by": record.updated_by, "spec_hash": record.spec_hash, "key": placement_key(cluster)}
 
 
 def default_writer() -> str:
@@ -140,23 +123,18 @@ def default_writer() -> str:
 def main() -> None:
     argument_spec = dict(
         cluster=dict(type="str", required=True),
-        state=dict(type="str", default="get", choices=["get", "put"]),
-        placement=dict(type="dict"),
+        placement=dict(type="dict", required=True),
         spec_hash=dict(type="str", default=""),
         updated_by=dict(type="str"),
         expected_revision=dict(type="int"),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, required_if=[("state", "put", ("placement",))],
-                           supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     cluster = p["cluster"]
     try:
-        client = client_from_params(p)
-        if p["state"] == "get":
-            module.exit_json(changed=False, **record_result(cluster, read_record(client, cluster)))
         record, previous, changed = write_placement(
-            client, cluster, p["placement"], expected_revision=p["expected_revision"], spec_hash=p["spec_hash"],
+            client_from_params(p), cluster, p["placement"], expected_revision=p["expected_revision"], spec_hash=p["spec_hash"],
             updated_by=p["updated_by"] or default_writer(), check_mode=module.check_mode)
     except RevisionConflict as err:
         module.fail_json(msg=str(err), revision=err.current, expected_revision=err.expected)

@@ -444,16 +444,16 @@ def test_auth_user_password_from_env(plain_lab: EtcdLab) -> None:
     client.request("/auth/user/grant", {"user": "root", "role": "root"})
     client.request("/auth/enable", {})
     endpoints = ",".join(plain_lab.conn()["endpoints"])
-    denied = run_module("stack_state", {"cluster": "auth"}, env={"ETCDCTL_ENDPOINTS": endpoints})
+    denied = run_module("stack_state_info", {"cluster": "auth"}, env={"ETCDCTL_ENDPOINTS": endpoints})
     assert denied.get("failed") and "user name is empty" in denied["msg"], denied
-    ok = run_module("stack_state", {"cluster": "auth", "state": "put", "placement": {"a-1": "h1"}},
+    ok = run_module("stack_state", {"cluster": "auth", "placement": {"a-1": "h1"}},
                     env={"ETCDCTL_ENDPOINTS": endpoints, "ETCDCTL_USER": "root", "ETCDCTL_PASSWORD": "s3cret-pw"})
     assert ok["changed"] and ok["revision"] > 0, ok
     assert "s3cret-pw" not in json.dumps(ok)  # no_log
-    joined = run_module("stack_state", {"cluster": "auth"}, env={"ETCDCTL_ENDPOINTS": endpoints,
+    joined = run_module("stack_state_info", {"cluster": "auth"}, env={"ETCDCTL_ENDPOINTS": endpoints,
                                                                  "ETCDCTL_USER": "root:s3cret-pw"})
     assert joined["placement"] == {"a-1": "h1"}, joined
-    wrong = run_module("stack_state", {"cluster": "auth"}, env={"ETCDCTL_ENDPOINTS": endpoints,
+    wrong = run_module("stack_state_info", {"cluster": "auth"}, env={"ETCDCTL_ENDPOINTS": endpoints,
                                                                 "ETCDCTL_USER": "root", "ETCDCTL_PASSWORD": "nope"})
     assert wrong.get("failed") and "authentication failed" in wrong["msg"], wrong
 
@@ -532,35 +532,35 @@ def test_lock_holder_is_stable_across_tasks_of_a_playbook(plain_lab: EtcdLab, tm
 
 def test_stack_state_put_get_conflict(tls_lab: EtcdLab, tmp_path) -> None:
     conn = tls_lab.conn()
-    empty = run_module("stack_state", dict(conn, cluster="prod"))
+    empty = run_module("stack_state_info", dict(conn, cluster="prod"))
     assert empty["placement"] == {} and empty["revision"] == 0 and not empty["changed"]
 
     placement = {"lamp-1": "node-1", "lamp-2": "node-3"}
-    check = run_module("stack_state", dict(conn, cluster="prod", state="put", placement=placement), check=True)
-    assert check["changed"] and run_module("stack_state", dict(conn, cluster="prod"))["revision"] == 0
+    check = run_module("stack_state", dict(conn, cluster="prod", placement=placement), check=True)
+    assert check["changed"] and run_module("stack_state_info", dict(conn, cluster="prod"))["revision"] == 0
 
-    put = run_ansible("stack_state", dict(conn, cluster="prod", state="put", placement=placement, spec_hash="abc",
+    put = run_ansible("stack_state", dict(conn, cluster="prod", placement=placement, spec_hash="abc",
                                           expected_revision=0))
     assert put["changed"] and put["revision"] > 0 and put["updated_at"].endswith("Z"), put
-    again = run_ansible("stack_state", dict(conn, cluster="prod", state="put", placement=placement, spec_hash="abc"))
+    again = run_ansible("stack_state", dict(conn, cluster="prod", placement=placement, spec_hash="abc"))
     assert not again["changed"] and again["revision"] == put["revision"]
 
-    got = run_module("stack_state", dict(conn, cluster="prod"))
+    got = run_module("stack_state_info", dict(conn, cluster="prod"))
     assert got["placement"] == placement and got["revision"] == put["revision"] and got["spec_hash"] == "abc"
     raw = json.loads(tls_lab.client().get("/stackfleet/prod/placement")[1].value)
     assert set(raw) == {"placement", "spec_hash", "updated_at", "updated_by"}
 
     moved = dict(placement, **{"lamp-2": "node-2"})
-    stale = run_module("stack_state", dict(conn, cluster="prod", state="put", placement=moved,
+    stale = run_module("stack_state", dict(conn, cluster="prod", placement=moved,
                                            expected_revision=put["revision"] - 1))
     assert stale.get("failed") and stale["revision"] == put["revision"], stale
     assert "expected revision" in stale["msg"]
-    ok = run_module("stack_state", dict(conn, cluster="prod", state="put", placement=moved,
+    ok = run_module("stack_state", dict(conn, cluster="prod", placement=moved,
                                         expected_revision=put["revision"]))
     assert ok["changed"] and ok["revision"] > put["revision"]
     assert ok["diff"]["before"]["placement"]["lamp-2"] == "node-3" and ok["diff"]["after"]["placement"]["lamp-2"] == "node-2"
 
-    bad = run_module("stack_state", dict(conn, cluster="a/b"))
+    bad = run_module("stack_state_info", dict(conn, cluster="a/b"))
     assert bad.get("failed") and "key segment" in bad["msg"]
 
     # untrusted data: Jinja stored in etcd comes back verbatim and is never rendered by a playbook
@@ -569,8 +569,8 @@ def test_stack_state_put_get_conflict(tls_lab: EtcdLab, tmp_path) -> None:
 - hosts: localhost
   gather_facts: false
   tasks:
-    - stackfleet.cluster.stack_state: {cluster: evil, endpoints: "{{ endpoints }}", ca_cert: "{{ ca }}",
-                                       client_cert: "{{ cert }}", client_key: "{{ key }}"}
+    - stackfleet.cluster.stack_state_info: {cluster: evil, endpoints: "{{ endpoints }}", ca_cert: "{{ ca }}",
+                                            client_cert: "{{ cert }}", client_key: "{{ key }}"}
       register: st
     - ansible.builtin.assert:
         that: st.placement['x-1'] == '{' ~ "{ lookup('env', 'HOME') }" ~ '}'

@@ -1,0 +1,99 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: stackfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: stack_state_info
+short_description: Read a cluster's placement record from etcd
+version_added: 0.1.0
+description:
+  - Reads the placement record M(stackfleet.cluster.stack_state) stores under C(/stackfleet/<cluster>/placement)
+    (see C(docs/etcd.md)).
+  - Values read from etcd are data written by whoever can write to etcd. They are returned as they are;
+    ansible-core 2.19 and newer treat module results as untrusted, so Jinja in them is never rendered.
+extends_documentation_fragment:
+  - stackfleet.cluster.etcd
+  - stackfleet.cluster.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: N/A
+options:
+  cluster:
+    description:
+      - Cluster name (the stack file's C(cluster)). Letters, digits, C(.), C(_) and C(-).
+    type: str
+    required: true
+author:
+  - stackfleet maintainers (@stackfleet)
+"""
+
+EXAMPLES = r"""
+- name: Read the previous placement
+  stackfleet.cluster.stack_state_info:
+    cluster: prod
+  register: previous
+"""
+
+RETURN = r"""
+placement:
+  description: Placement key to host name; empty when there is no record. Untrusted data from etcd.
+  returned: always
+  type: dict
+  sample: {lamp-1: node-1, lamp-2: node-3}
+revision:
+  description:
+    - The record's etcd modification revision, V(0) when there is none.
+    - Pass it to M(stackfleet.cluster.stack_state) as O(stackfleet.cluster.stack_state#module:expected_revision).
+  returned: always
+  type: int
+  sample: 17
+updated_at:
+  description: When the record was written (UTC, ISO 8601); empty when there is none.
+  returned: always
+  type: str
+  sample: "2025-01-31T10:00:00Z"
+updated_by:
+  description: Who wrote it.
+  returned: always
+  type: str
+spec_hash:
+  description: The stack file hash stored with it.
+  returned: always
+  type: str
+key:
+  description: The etcd key of the record.
+  returned: always
+  type: str
+  sample: /stackfleet/prod/placement
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import (
+    CONNECTION_ARGSPEC,
+    EtcdError,
+    client_from_params,
+)
+from ansible_collections.stackfleet.cluster.plugins.module_utils._state import StateError, read_record, record_result
+
+
+def main() -> None:
+    argument_spec = dict(cluster=dict(type="str", required=True))
+    argument_spec.update(CONNECTION_ARGSPEC)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    cluster = module.params["cluster"]
+    try:
+        record = read_record(client_from_params(module.params), cluster)
+    except StateError as err:
+        module.fail_json(msg=str(err))
+    except EtcdError as err:
+        module.fail_json(msg=str(err), code=err.code)
+    module.exit_json(changed=False, **record_result(cluster, record))
+
+
+if __name__ == "__main__":
+    main()
