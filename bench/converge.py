@@ -150,7 +150,7 @@ def main():
     total = args.per_host * len(lab.hosts)
     print("converge benchmark: %d containers over %d hosts (TLS dockerd per host), forks 4, %s, Python %s, %d cores" % (
         total, len(lab.hosts), platform.machine(), platform.python_version(), os.cpu_count()))
-    print("%-22s %14s %14s %8s   changed (stackfleet / loop)" % ("scenario", "stackfleet s", "loop s", "ratio"))
+    print("%-22s %14s %14s %8s   hosts changed (stackfleet / loop)" % ("scenario", "stackfleet s", "loop s", "ratio"))
     for i, scenario in enumerate(("first converge", "no-change converge", "one-container drift")):
         (sf, sf_changed), (lp, lp_changed) = results["stackfleet"][i], results["loop"][i]
         print("%-22s %14.2f %14.2f %7.1fx   %d / %d" % (scenario, sf, lp, lp / sf, sf_changed, lp_changed))
