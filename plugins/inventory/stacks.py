@@ -349,7 +349,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return reads
 
     def _etcd_client(self):
-        endpoints = self.get_option("etcd_endpoints")
+        endpoints = [e for e in self.get_option("etcd_endpoints") or () if e and e.strip()]
         if not endpoints:
             return None
         params = {"endpoints": endpoints, "ca_cert": self.get_option("etcd_ca_cert"),
