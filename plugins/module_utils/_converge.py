@@ -75,7 +75,7 @@ class Observed:
             "name": self.name, "id": self.id, "image": self.image, "image_id": self.image_id,
             "state": self.state, "status": self.status, "created": self.created,
             "config_hash": self.labels.get(LABEL_CONFIG_HASH),
-            "labels": {k: v for k, v in sorted(self.labels.items())},
+            "labels": dict(sorted(self.labels.items())),
         }
 
 

@@ -79,7 +79,7 @@ class Endpoint:
     timeout: int = 60
 
 
-def resolve_endpoint(params: t.Mapping[str, t.Any], environ: t.Mapping[str, str] = os.environ) -> Endpoint:
+def resolve_endpoint(params: t.Mapping[str, t.Any], environ: t.Optional[t.Mapping[str, str]] = None) -> Endpoint:
     """Turn the connection options into an Endpoint; raise EngineError for an unsafe tcp:// set-up.
 
     Certificate files not given as options come from DOCKER_CERT_PATH (ca.pem, cert.pem,
@@ -88,7 +88,7 @@ def resolve_endpoint(params: t.Mapping[str, t.Any], environ: t.Mapping[str, str]
     root on the host, so plaintext is used only when the user writes `tls: false`.
     """
     url = params.get("docker_host") or DEFAULT_DOCKER_HOST
-    cert_dir = environ.get("DOCKER_CERT_PATH") or ""
+    cert_dir = (os.environ if environ is None else environ).get("DOCKER_CERT_PATH") or ""
 
     def from_cert_dir(option: str, filename: str) -> t.Optional[str]:
         if params.get(option):
@@ -341,7 +341,8 @@ class Engine:
             container_id = self.create(action.doc)  # type: ignore[arg-type]
             self.start(action.name, container_id)
             return container_id
-        assert obs is not None
+        if obs is None:  # a start action always has its container
+            raise EngineError("%s: nothing to start" % action.name)
         self.start(action.name, obs.id, paused=obs.state == "paused")
         return obs.id
 

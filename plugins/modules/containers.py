@@ -21,7 +21,7 @@ description:
   - The host is read with one container listing (filtered by the cluster label) and one image listing; a run with nothing
     to do makes no write call.
 author:
-  - stackfleet maintainers
+  - stackfleet maintainers (@stackfleet)
 extends_documentation_fragment:
   - stackfleet.cluster.docker
 attributes:
@@ -157,15 +157,33 @@ containers:
   type: list
   elements: dict
   contains:
-    name: {description: Container name., type: str}
-    id: {description: Container id., type: str}
-    image: {description: Image reference it was created from., type: str}
-    image_id: {description: Image id it runs., type: str}
-    state: {description: Docker state (V(running), V(exited), ...)., type: str}
-    status: {description: Docker's status text (uptime, health)., type: str}
-    created: {description: Creation time, seconds since the epoch., type: int}
-    config_hash: {description: The C(io.stackfleet.config-hash) label., type: str}
-    labels: {description: All labels of the container., type: dict}
+    name:
+      description: Container name.
+      type: str
+    id:
+      description: Container id.
+      type: str
+    image:
+      description: Image reference it was created from.
+      type: str
+    image_id:
+      description: Image id it runs.
+      type: str
+    state:
+      description: Docker state, for example V(running) or V(exited).
+      type: str
+    status:
+      description: Docker's status text (uptime, health).
+      type: str
+    created:
+      description: Creation time in seconds since the epoch.
+      type: int
+    config_hash:
+      description: The C(io.stackfleet.config-hash) label.
+      type: str
+    labels:
+      description: All labels of the container.
+      type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -256,8 +274,7 @@ def main():
 
     final = observed
     if todo.changed and not module.check_mode:
-        errors.extend(engine.apply(todo, params["max_parallel"], params["wait"], params["wait_timeout"],
-                                    params["stop_timeout"]))
+        errors.extend(engine.apply(todo, params["max_parallel"], params["wait"], params["wait_timeout"], params["stop_timeout"]))
         try:
             final = engine.list_cluster(cluster)
         except EngineError as exc:
