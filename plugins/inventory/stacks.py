@@ -29,7 +29,7 @@ description:
     (V(etcd), V(docker) or V(none), the source of the previous placement).
   - Uses a YAML configuration file whose name ends with C(.stackfleet.yml) or C(.stackfleet.yaml).
 author:
-  - stackfleet maintainers
+  - stackfleet maintainers (@stackfleet)
 extends_documentation_fragment:
   - ansible.builtin.constructed
   - ansible.builtin.inventory_cache
@@ -341,7 +341,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except (_etcd.EtcdError, _state.StateError) as exc:
                 raise AnsibleParserError("cannot read the state of cluster %s from etcd: %s" % (spec.cluster, exc))
         if reads["source"] == "none" and mode in ("auto", "docker"):
-            connections = {name: variables for name, variables in known.items()}
+            connections = dict(known)
             connections.update({name: extra for name, (_doc, extra) in inline.items()})
             placement = self._read_container_labels(spec, connections, warn_missing=mode == "docker")
             if placement is not None:

@@ -54,7 +54,7 @@ def decode_machine(key: str, raw: bytes) -> t.Dict[str, t.Any]:
 
 def read_machines(client: EtcdClient, cluster: str) -> t.Tuple[t.List[t.Dict[str, t.Any]], t.List[str]]:
     """(host documents sorted by name, problems): one range request; an undecodable key is a problem, not a failure."""
-    _, kvs = client.range(machines_prefix(cluster), prefix=True)
+    kvs = client.range(machines_prefix(cluster), prefix=True)[1]
     documents, problems = [], []
     for kv in sorted(kvs, key=lambda kv: kv.key):
         try:
