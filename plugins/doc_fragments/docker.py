@@ -22,7 +22,8 @@ options:
     aliases: [docker_url]
   tls:
     description:
-      - Encrypt the connection with TLS without verifying the engine's certificate (unless O(validate_certs) is true, which wins).
+      - Encrypt the connection with TLS. The engine's certificate is verified unless O(validate_certs=false) is set explicitly
+        (unlike community.docker, where O(tls=true) alone does not verify).
       - V(false) is the only way to talk plain text to a V(tcp://) engine. B(Secure by default:) when neither O(tls) nor
         O(validate_certs) is set, a V(tcp://) engine is reached with TLS verification if a CA certificate is known
         (O(ca_path) or C(ca.pem) in E(DOCKER_CERT_PATH)), and the module fails otherwise instead of silently sending the
@@ -38,19 +39,22 @@ options:
   ca_path:
     description:
       - CA certificate that signed the engine's certificate.
-      - If not set and E(DOCKER_CERT_PATH) is set, C(ca.pem) in that directory is used when it exists.
+      - If not set in the task, the environment variable E(STACKFLEET_DOCKER_CA_PATH) is used (one file per variable, as AWX credential
+        types inject them); else, when E(DOCKER_CERT_PATH) is set, C(ca.pem) in that directory if it exists.
     type: path
     aliases: [ca_cert, tls_ca_cert, cacert_path]
   client_cert:
     description:
       - Client certificate presented to the engine (engines started with C(--tlsverify) require one).
-      - If not set and E(DOCKER_CERT_PATH) is set, C(cert.pem) in that directory is used when it exists.
+      - If not set in the task, the environment variable E(STACKFLEET_DOCKER_CLIENT_CERT) is used (one file per variable, as AWX credential
+        types inject them); else, when E(DOCKER_CERT_PATH) is set, C(cert.pem) in that directory if it exists.
     type: path
     aliases: [tls_client_cert, cert_path]
   client_key:
     description:
       - Key of O(client_cert).
-      - If not set and E(DOCKER_CERT_PATH) is set, C(key.pem) in that directory is used when it exists.
+      - If not set in the task, the environment variable E(STACKFLEET_DOCKER_CLIENT_KEY) is used (one file per variable, as AWX credential
+        types inject them); else, when E(DOCKER_CERT_PATH) is set, C(key.pem) in that directory if it exists.
     type: path
     aliases: [tls_client_key, key_path]
   tls_hostname:

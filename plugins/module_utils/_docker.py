@@ -51,9 +51,10 @@ CONNECTION_ARGSPEC = dict(
     docker_host=dict(type="str", default=DEFAULT_DOCKER_HOST, aliases=["docker_url"], fallback=(env_fallback, ["DOCKER_HOST"])),
     tls=dict(type="bool", fallback=(env_fallback, ["DOCKER_TLS"])),
     validate_certs=dict(type="bool", aliases=["tls_verify"], fallback=(env_fallback, ["DOCKER_TLS_VERIFY"])),
-    ca_path=dict(type="path", aliases=["ca_cert", "tls_ca_cert", "cacert_path"]),
-    client_cert=dict(type="path", aliases=["tls_client_cert", "cert_path"]),
-    client_key=dict(type="path", aliases=["tls_client_key", "key_path"]),
+    # Per-file variables too: AWX credential types inject files one by one, not a DOCKER_CERT_PATH folder.
+    ca_path=dict(type="path", aliases=["ca_cert", "tls_ca_cert", "cacert_path"], fallback=(env_fallback, ["STACKFLEET_DOCKER_CA_PATH"])),
+    client_cert=dict(type="path", aliases=["tls_client_cert", "cert_path"], fallback=(env_fallback, ["STACKFLEET_DOCKER_CLIENT_CERT"])),
+    client_key=dict(type="path", aliases=["tls_client_key", "key_path"], fallback=(env_fallback, ["STACKFLEET_DOCKER_CLIENT_KEY"])),
     tls_hostname=dict(type="str", fallback=(env_fallback, ["DOCKER_TLS_HOSTNAME"])),
     api_version=dict(type="str", default="auto", aliases=["docker_api_version"], fallback=(env_fallback, ["DOCKER_API_VERSION"])),
     timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
@@ -107,12 +108,12 @@ def resolve_endpoint(params: t.Mapping[str, t.Any], environ: t.Optional[t.Mappin
         return Endpoint(**common)  # unix:// and ssh:// carry their own transport security
     if verify:
         return Endpoint(tls=True, verify=True, **common)
-    if tls:
-        return Endpoint(tls=True, verify=False, **common)
+    if tls and verify is False:
+        return Endpoint(tls=True, verify=False, **common)  # the user turned verification off in so many words
     if tls is False:
         return Endpoint(**common)
-    if ca_path and verify is None:
-        return Endpoint(tls=True, verify=True, **common)
+    if verify is None and (tls or ca_path):
+        return Endpoint(tls=True, verify=True, **common)  # tls: true verifies unless validate_certs: false says otherwise
     raise EngineError(
         "refusing to talk to the Docker engine at %s without TLS: set validate_certs: true (with ca_path, "
         "client_cert and client_key, or DOCKER_CERT_PATH holding ca.pem, cert.pem, key.pem), or tls: true "

@@ -42,7 +42,7 @@ def test_explicit_options_beat_cert_path(certdir):
     assert ep.ca_path == "/my/ca.pem" and ep.client_cert.endswith("cert.pem")
 
 
-@pytest.mark.parametrize("tls, verify, want", [(False, None, (False, False)), (True, None, (True, False)),
+@pytest.mark.parametrize("tls, verify, want", [(False, None, (False, False)), (True, None, (True, True)), (True, False, (True, False)),
                                                (True, True, (True, True)), (False, True, (True, True)),
                                                (None, True, (True, True))])
 def test_tls_and_validate_certs(tls, verify, want):
@@ -135,3 +135,18 @@ def test_module_imports_without_the_docker_sdk_and_says_so(monkeypatch):
     finally:
         monkeypatch.delitem(sys.modules, "docker")
         importlib.reload(dk)
+
+
+def test_per_file_env_fallbacks_for_awx_credentials(monkeypatch, certdir):
+    """AWX injects each certificate as its own file; the STACKFLEET_DOCKER_* variables carry them."""
+    from ansible.module_utils.basic import AnsibleModule
+    from ansible.module_utils.testing import patch_module_args
+
+    files = {"STACKFLEET_DOCKER_CA_PATH": "ca.pem", "STACKFLEET_DOCKER_CLIENT_CERT": "cert.pem", "STACKFLEET_DOCKER_CLIENT_KEY": "key.pem"}
+    for var, name in files.items():
+        monkeypatch.setenv(var, "%s/%s" % (certdir, name))
+    with patch_module_args({}):
+        params = AnsibleModule(argument_spec=dk.CONNECTION_ARGSPEC).params
+    assert (params["ca_path"], params["client_cert"], params["client_key"]) == tuple("%s/%s" % (certdir, n) for n in files.values())
+    ep = dk.resolve_endpoint(dict(params, docker_host="tcp://192.0.2.7:2376"), {})
+    assert ep.tls and ep.verify and ep.client_key.endswith("key.pem")
