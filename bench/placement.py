@@ -293,8 +293,8 @@ def run(args):
     row("W4 binpack time (s)", "%.3f" % t4)
     row("W4 hosts used / lower bound", "%d / %d = %.3f" % (used, bound, used / bound), "goal <= 1.05")
     row("W4 naive first-fit units it could not place", "%d" % naive_unplaced(naive4))
-    row("W4 naive first-fit hosts used / lower bound", "%d / %d = %.3f" % (naive_hosts_used(s4, naive4), bound,
-                                                                         naive_hosts_used(s4, naive4) / bound))
+    naive_used = naive_hosts_used(s4, naive4)
+    row("W4 naive first-fit hosts used / lower bound", "%d / %d = %.3f" % (naive_used, bound, naive_used / bound))
     hr = make_hosts(int(1000 * scale), random_ssd=True)
     pr = plan(s4, hr)
     if args.check:

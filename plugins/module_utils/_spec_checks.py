@@ -77,7 +77,7 @@ def to_str(value: t.Any) -> str:
 
 
 def mapping(errs: Errors, path: str, value: t.Any, allowed: t.Optional[t.Sequence[str]] = None,
-             what: str = "a mapping") -> t.Optional[t.Mapping[str, t.Any]]:
+            what: str = "a mapping") -> t.Optional[t.Mapping[str, t.Any]]:
     if not isinstance(value, t.Mapping):
         errs.add(path, "expected %s, got %s" % (what, show(value)))
         return None

@@ -87,7 +87,6 @@ def _command(errs: checks.Errors, path: str, value: t.Any) -> t.Optional[t.List[
     return [checks.to_str(item) for item in items or []]
 
 
-
 def _env(errs: checks.Errors, path: str, value: t.Any) -> t.Dict[str, str]:
     env = {}
     if value is None:

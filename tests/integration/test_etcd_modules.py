@@ -450,11 +450,11 @@ def test_auth_user_password_from_env(plain_lab: EtcdLab) -> None:
                     env={"ETCDCTL_ENDPOINTS": endpoints, "ETCDCTL_USER": "root", "ETCDCTL_PASSWORD": "s3cret-pw"})
     assert ok["changed"] and ok["revision"] > 0, ok
     assert "s3cret-pw" not in json.dumps(ok)  # no_log
-    joined = run_module("stack_state_info", {"cluster": "auth"}, env={"ETCDCTL_ENDPOINTS": endpoints,
-                                                                 "ETCDCTL_USER": "root:s3cret-pw"})
+    joined = run_module("stack_state_info", {"cluster": "auth"},
+                        env={"ETCDCTL_ENDPOINTS": endpoints, "ETCDCTL_USER": "root:s3cret-pw"})
     assert joined["placement"] == {"a-1": "h1"}, joined
-    wrong = run_module("stack_state_info", {"cluster": "auth"}, env={"ETCDCTL_ENDPOINTS": endpoints,
-                                                                "ETCDCTL_USER": "root", "ETCDCTL_PASSWORD": "nope"})
+    wrong = run_module("stack_state_info", {"cluster": "auth"},
+                       env={"ETCDCTL_ENDPOINTS": endpoints, "ETCDCTL_USER": "root", "ETCDCTL_PASSWORD": "nope"})
     assert wrong.get("failed") and "authentication failed" in wrong["msg"], wrong
 
 
@@ -484,8 +484,8 @@ def test_lock_acquire_wait_release_expire(plain_lab: EtcdLab) -> None:
     wrong = run_module("etcd_lock", dict(lock, holder="run-b", state="released"))
     assert wrong.get("failed") and "run-a" in wrong["msg"]
 
-    released = timed("lock release (module)", lambda: run_module("etcd_lock", dict(lock, holder="run-a",
-                                                                                     state="released")))
+    released = timed("lock release (module)",
+                     lambda: run_module("etcd_lock", dict(lock, holder="run-a", state="released")))
     assert released["changed"]
     assert plain_lab.client().lease_timetolive(first["lock"]["lease_id"]) == -1  # lease revoked too
     assert not run_module("etcd_lock", dict(lock, holder="run-a", state="released"))["changed"]

@@ -138,5 +138,3 @@ def test_client_from_params_splits_etcdctl_user_form():
     assert client.endpoints == ["https://10.0.0.1:2379"]  # TLS files given: https, as etcdctl does
     with pytest.raises(EtcdError, match="no etcd endpoint"):
         _etcd.EtcdClient([" "])
-
-

@@ -33,7 +33,7 @@ PATHS = [
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10, 100000), st.floats(allow_nan=True, allow_infinity=True),
                     st.text(max_size=30), st.sampled_from(["{{ instance.", "{{ deploy.x.y.addresses }}", "1:2:3", "[::1", "a=b", "-1g"]))
 VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                         st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), inner, max_size=3)),
+                                                       st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), inner, max_size=3)),
                       max_leaves=8)
 
 
