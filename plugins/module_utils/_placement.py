@@ -260,7 +260,7 @@ def _order(rules: t.Dict[str, _Rules], errors: t.List[str]) -> t.List[_Rules]:
     heapq.heapify(ready)
     order = []
     while ready:
-        _, k = heapq.heappop(ready)
+        _rank, k = heapq.heappop(ready)
         order.append(rules[k])
         for f in followers[k]:
             waiting[f].discard(k)
@@ -373,7 +373,7 @@ def _place_counted(table: HostTable, r: _Rules, strategy: str, compact: bool, er
     heaps: t.List[t.Dict[str, t.List[t.Tuple[t.Any, ...]]]] = []
     counts: t.List[t.Dict[str, int]] = []
     groups: t.List[t.List[t.Tuple[int, str]]] = []
-    for _ in r.shapes:
+    for _shape in r.shapes:
         by_group: t.Dict[str, t.List[t.Tuple[t.Any, ...]]] = {}
         for i in candidates:
             by_group.setdefault(group_of[i] if group_of else "", []).append(score(i))

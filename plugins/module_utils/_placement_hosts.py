@@ -51,9 +51,9 @@ class HostTable:
         self.cap_mem = [_capacity(h, "memory_mb") for h in self.hosts]
         self.free_cpu = list(self.cap_cpu)
         self.free_mem = list(self.cap_mem)
-        self.ports: t.List[t.Set[t.Tuple[int, str]]] = [set() for _ in self.hosts]
+        self.ports: t.List[t.Set[t.Tuple[int, str]]] = [set() for _host in self.hosts]
         # deploy key -> {instance id -> units of that instance here}
-        self.placed: t.List[t.Dict[str, t.Dict[str, int]]] = [{} for _ in self.hosts]
+        self.placed: t.List[t.Dict[str, t.Dict[str, int]]] = [{} for _host in self.hosts]
         self.containers = [0] * len(self.hosts)
         self.counted = [0] * len(self.hosts)  # units of counted (not global) deploys: is the host "in use"
         self.version = [0] * len(self.hosts)  # bumped on every change; invalidates stale heap entries
