@@ -114,7 +114,7 @@ def containers_of(placement):
 def timed(fn, repeat):
     """Best of `repeat` wall times (the machine is shared; the minimum is the least disturbed)."""
     best, result = math.inf, None
-    for _ in range(repeat):
+    for _attempt in range(repeat):
         gc.collect()
         start = time.perf_counter()
         result = fn()
@@ -213,7 +213,7 @@ def naive_hosts_used(spec, assignment):
 
 
 def naive_unplaced(assignment):
-    return sum(1 for h, _ in assignment.values() if h is None)
+    return sum(1 for h, _key in assignment.values() if h is None)
 
 
 # --- workloads -------------------------------------------------------------------------------------
