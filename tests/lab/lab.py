@@ -349,7 +349,7 @@ class Lab:
     @staticmethod
     def _unmount_under(prefix):
         for point in sorted(_mount_points(prefix), key=len, reverse=True):
-            subprocess.run(["umount", "-l", point], capture_output=True, timeout=30)
+            subprocess.run(["umount", "-l", point], capture_output=True, timeout=30, check=False)
 
     def _remove_state_dir(self):
         if not os.path.isdir(self.state_dir):
@@ -443,7 +443,7 @@ def _lab_from_args(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down", "status", "stop-docker", "start-docker", "disconnect", "reconnect"])
     parser.add_argument("host", nargs="?", type=int, help="1-based host index for stop-/start-docker, disconnect, reconnect")
     parser.add_argument("--name", default="sf", help="prefix of namespaces, bridge and state dir (default sf)")

@@ -59,13 +59,13 @@ class Engine:
 
     def ping(self, timeout=1.0):
         try:
-            status, _ = self._call("GET", "/_ping", timeout=timeout)
+            status, _body = self._call("GET", "/_ping", timeout=timeout)
         except OSError:
             return False
         return status == 200
 
     def image_exists(self, ref):
-        status, _ = self._call("GET", "/images/%s/json" % urllib.parse.quote(ref, safe=":/"))
+        status, _body = self._call("GET", "/images/%s/json" % urllib.parse.quote(ref, safe=":/"))
         return status == 200
 
     def images(self):

@@ -13,7 +13,7 @@ class NetError(Exception):
 
 
 def sh(*argv, check=True, timeout=30):
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise NetError("%s failed (%s): %s" % (" ".join(argv), proc.returncode, proc.stderr.strip()))
     return proc
@@ -50,7 +50,7 @@ def ensure_forward_rule(bridge, comment):
 
 def delete_forward_rule(bridge, comment):
     rule = _forward_rule(bridge, comment)
-    for _ in range(10):  # bounded: an interrupted run may have inserted it twice
+    for _attempt in range(10):  # bounded: an interrupted run may have inserted it twice
         if sh("iptables", "-D", *rule, check=False).returncode != 0:
             return
 
