@@ -93,7 +93,7 @@ class PlaybookRun:
 
 def parse_recap(stdout):
     recap = {}
-    _, marker, tail = stdout.rpartition("PLAY RECAP")
+    _head, marker, tail = stdout.rpartition("PLAY RECAP")
     if not marker:
         return recap
     for line in tail.splitlines()[1:]:
@@ -126,7 +126,7 @@ def ansible_playbook(playbook, inventory, extra_vars=None, check=False, diff=Fal
         for name in CA_BUNDLE_ENV:
             run_env.pop(name, None)
     run_env.update(env or {})
-    proc = subprocess.run(argv, cwd=REPO, env=run_env, capture_output=True, text=True, timeout=timeout)
+    proc = subprocess.run(argv, cwd=REPO, env=run_env, capture_output=True, text=True, timeout=timeout, check=False)
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr, parse_recap(proc.stdout))
 
 

@@ -104,7 +104,7 @@ def play(args, env=None, check=False, diff=False):
                        ANSIBLE_INVENTORY_ENABLED="ansible.builtin.ini")
         for k in [k for k in run_env if k.startswith("DOCKER_")]:
             del run_env[k]
-        proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(cmd, cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300, check=False)
     out = json.loads(proc.stdout)
     result = out["plays"][0]["tasks"][0]["hosts"]["localhost"]
     return proc.returncode, result, proc.stdout
@@ -135,17 +135,17 @@ def events(client, since, until):
 
 def test_converge_then_second_run_makes_no_write_call(lab, host, client):
     docs = [doc(i) for i in (1, 2, 3)]
-    rc, res, _ = converge(lab, host, docs)
+    rc, res, _stdout = converge(lab, host, docs)
     assert rc == 0 and res["changed"], res
     assert set(acts(res).values()) == {"created"}
     before = snapshot(client)
-    assert [s for _, _, s in before.values()] == ["running"] * 3
+    assert [s for _cid, _created, s in before.values()] == ["running"] * 3
     c = client.containers.get("it.web-1.web")
     assert c.labels["io.stackfleet.cluster"] == CLUSTER and c.labels["io.stackfleet.instance"] == "web-1"
     assert "PASSWORD=hunter2-1" in c.attrs["Config"]["Env"] and c.attrs["HostConfig"]["NanoCpus"] == 100_000_000
 
     since = quiet_second()
-    rc, res, _ = converge(lab, host, docs)
+    rc, res, _stdout = converge(lab, host, docs)
     until = int(time.time()) + 1
     assert rc == 0 and not res["changed"], res
     assert set(acts(res).values()) == {"unchanged"}
@@ -165,7 +165,7 @@ def test_hand_edits_are_repaired_and_nothing_else_changes(lab, host, client):
     client.containers.run(IMAGE, SERVE, name="it.web-4.web", detach=True, network_mode="host",
                           environment={"PASSWORD": "changed"}, labels={"io.stackfleet.cluster": CLUSTER})
 
-    rc, res, _ = converge(lab, host, docs)
+    rc, res, _stdout = converge(lab, host, docs)
     assert rc == 0 and res["changed"]
     assert acts(res) == {"copied-by-hand": "removed", "it.web-1.web": "started", "it.web-2.web": "created",
                          "it.web-3.web": "created", "it.web-4.web": "recreated", "it.web-5.web": "unchanged"}
@@ -173,7 +173,7 @@ def test_hand_edits_are_repaired_and_nothing_else_changes(lab, host, client):
     assert "renamed by hand" in reasons["copied-by-hand"] and "config-hash" in reasons["it.web-4.web"]
     after = snapshot(client)
     assert after["it.web-5.web"] == before["it.web-5.web"] and after["it.web-1.web"][0] == before["it.web-1.web"][0]
-    assert set(after) == {d["name"] for d in docs} and {s for _, _, s in after.values()} == {"running"}
+    assert set(after) == {d["name"] for d in docs} and {s for _cid, _created, s in after.values()} == {"running"}
     assert "PASSWORD=hunter2-4" in client.containers.get("it.web-4.web").attrs["Config"]["Env"]
     assert not converge(lab, host, docs)[1]["changed"]
 
@@ -185,7 +185,7 @@ def test_scale_down_removes_exactly_the_missing_and_spares_foreign(lab, host, cl
     docs = [doc(i) for i in range(1, 5)]
     assert converge(lab, host, docs)[0] == 0
     before = snapshot(client)
-    rc, res, _ = converge(lab, host, docs[:2])
+    rc, res, _stdout = converge(lab, host, docs[:2])
     assert rc == 0
     assert acts(res) == {"it.web-1.web": "unchanged", "it.web-2.web": "unchanged", "it.web-3.web": "removed", "it.web-4.web": "removed"}
     after = snapshot(client)
@@ -199,7 +199,7 @@ def test_scale_down_removes_exactly_the_missing_and_spares_foreign(lab, host, cl
 
 def test_foreign_container_with_a_desired_name_is_an_error_and_survives(lab, host, client):
     squatter = client.containers.run(IMAGE, ["sleep", "3600"], name="it.web-2.web", detach=True, network_mode="host")
-    rc, res, _ = converge(lab, host, [doc(1), doc(2)])
+    rc, res, _stdout = converge(lab, host, [doc(1), doc(2)])
     assert rc != 0 and "it.web-2.web" in res["msg"] and "not managed by this cluster" in res["msg"]
     assert snapshot(client) == {"it.web-2.web": (squatter.id, squatter.attrs["Created"], "running")}
 
@@ -230,12 +230,12 @@ def test_check_mode_and_diff_report_exactly_what_a_real_run_does(lab, host, clie
 
 def test_container_that_cannot_start_fails_the_run_after_the_rest(lab, host, client):
     docs = [doc(1), doc(2, command=["/no/such/binary"]), doc(3), doc(4, command=["sh", "-c", "echo boom; exit 3"])]
-    rc, res, _ = converge(lab, host, docs)
+    rc, res, _stdout = converge(lab, host, docs)
     assert rc != 0
     assert "it.web-2.web" in res["msg"] and "no/such/binary" in res["msg"]
     assert "it.web-4.web" in res["msg"] and "boom" in res["msg"]
     assert len(res["errors"]) == 2
-    state = {n: s for n, (_, _, s) in snapshot(client).items()}
+    state = {n: s for n, (_cid, _created, s) in snapshot(client).items()}
     assert state["it.web-1.web"] == "running" and state["it.web-3.web"] == "running"
 
 
@@ -243,7 +243,7 @@ def test_wait_healthy_in_batches_and_unhealthy_fails(lab, host, client):
     hc = {"test": ["CMD", "true"], "interval": 0.5, "timeout": 2.0, "retries": 2, "start_period": 0.0}
     bad = dict(hc, test=["CMD", "false"])
     docs = [doc(i, healthcheck=hc) for i in (1, 2, 3)] + [doc(4, healthcheck=bad)]
-    rc, res, _ = converge(lab, host, docs, wait="healthy", wait_timeout=30, max_parallel=2)
+    rc, res, _stdout = converge(lab, host, docs, wait="healthy", wait_timeout=30, max_parallel=2)
     assert rc != 0 and res["errors"] == ["it.web-4.web: unhealthy"], res
     health = {c.name: c.attrs["State"].get("Health", {}).get("Status") for c in client.containers.list()}
     assert health["it.web-1.web"] == health["it.web-2.web"] == health["it.web-3.web"] == "healthy"
@@ -256,7 +256,7 @@ def test_rolling_replacement_one_at_a_time(lab, host, client):
     old_ids = {c.id for c in client.containers.list(all=True)}  # their health events go on until removed
     since = quiet_second()
     new = [doc(i, healthcheck=hc, env={"V": "2"}) for i in (1, 2, 3)]
-    rc, res, _ = converge(lab, host, new, wait="healthy", max_parallel=1)
+    rc, res, _stdout = converge(lab, host, new, wait="healthy", max_parallel=1)
     assert rc == 0 and set(acts(res).values()) == {"recreated"}
     log = [(e["Actor"]["Attributes"]["name"], e["status"]) for e in events(client, since, int(time.time()) + 1)
            if (e["status"] == "destroy" and e["id"] in old_ids)
@@ -269,12 +269,12 @@ def test_rolling_replacement_one_at_a_time(lab, host, client):
 
 def test_unreachable_engine_names_the_url(lab, host):
     url = "tcp://%s:2999" % host.address
-    rc, res, _ = play({"cluster": CLUSTER, "containers": [doc(1)], "docker_host": url, "tls": False, "timeout": 5})
+    rc, res, _stdout = play({"cluster": CLUSTER, "containers": [doc(1)], "docker_host": url, "tls": False, "timeout": 5})
     assert rc != 0 and "cannot reach the Docker engine at %s" % url in res["msg"]
 
 
 def test_plaintext_tcp_is_refused_unless_asked_for(lab, host):
-    rc, res, _ = play({"cluster": CLUSTER, "containers": [], "docker_host": host.docker_url})
+    rc, res, _stdout = play({"cluster": CLUSTER, "containers": [], "docker_host": host.docker_url})
     assert rc != 0 and "refusing to talk to the Docker engine at %s without TLS" % host.docker_url in res["msg"]
 
 
@@ -292,31 +292,31 @@ def test_env_fallbacks(lab, host, client, cert_path):
            "DOCKER_API_VERSION": "1.40", "DOCKER_TLS_HOSTNAME": host.name}
     base = {"cluster": CLUSTER, "containers": [doc(1)]}
     # DOCKER_CERT_PATH alone: tcp:// defaults to verified TLS with ca.pem/cert.pem/key.pem
-    rc, res, _ = play(base, env=dict(env))
+    rc, res, _stdout = play(base, env=dict(env))
     assert rc == 0 and acts(res) == {"it.web-1.web": "created"}, res
     args = res["invocation"]["module_args"]
     assert (args["docker_host"], args["timeout"], args["api_version"], args["tls_hostname"]) == (
         host.docker_url, 17, "1.40", host.name)
     # DOCKER_API_VERSION really reaches the engine
-    rc, res, _ = play(base, env=dict(env, DOCKER_API_VERSION="1.99"))
+    rc, res, _stdout = play(base, env=dict(env, DOCKER_API_VERSION="1.99"))
     assert rc != 0 and "1.99 is too new" in res["msg"], res["msg"]
     # DOCKER_TLS_HOSTNAME is what the certificate is checked against
-    rc, res, _ = play(base, env=dict(env, DOCKER_TLS_HOSTNAME="not-the-engine.example"))
+    rc, res, _stdout = play(base, env=dict(env, DOCKER_TLS_HOSTNAME="not-the-engine.example"))
     assert rc != 0 and "not-the-engine.example" in res["msg"]
     # DOCKER_TLS_VERIFY=0 with DOCKER_TLS=1: encrypted, unverified (a wrong hostname no longer matters)
-    rc, res, _ = play(base, env=dict(env, DOCKER_TLS="1", DOCKER_TLS_VERIFY="0", DOCKER_TLS_HOSTNAME="not-the-engine.example"))
+    rc, res, _stdout = play(base, env=dict(env, DOCKER_TLS="1", DOCKER_TLS_VERIFY="0", DOCKER_TLS_HOSTNAME="not-the-engine.example"))
     assert rc == 0 and not res["changed"], res
     # DOCKER_TLS_VERIFY=1 without a CA in the task: ca.pem from DOCKER_CERT_PATH
-    rc, res, _ = play(base, env=dict(env, DOCKER_TLS_VERIFY="1"))
+    rc, res, _stdout = play(base, env=dict(env, DOCKER_TLS_VERIFY="1"))
     assert rc == 0 and not res["changed"]
     # DOCKER_TLS=0: plain text requested, which a --tlsverify engine refuses
-    rc, res, _ = play(base, env=dict(env, DOCKER_TLS="0"))
+    rc, res, _stdout = play(base, env=dict(env, DOCKER_TLS="0"))
     assert rc != 0 and res["invocation"]["module_args"]["tls"] is False
 
 
 def test_explicit_tls_options_with_the_lab_ca_and_tls_hostname(lab, host):
     args = dict(tls_args(lab, host), cluster=CLUSTER, containers=[doc(1)], tls_hostname=host.name)
-    rc, res, _ = play(args)
+    rc, res, _stdout = play(args)
     assert rc == 0 and res["changed"]
-    rc, res, _ = play(dict(args, ca_path=lab.client_cert))  # a CA that did not sign the engine's certificate
+    rc, res, _stdout = play(dict(args, ca_path=lab.client_cert))  # a CA that did not sign the engine's certificate
     assert rc != 0 and "certificate verify failed" in res["msg"]

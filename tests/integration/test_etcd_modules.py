@@ -254,7 +254,7 @@ def run_module(name: str, args: t.Mapping[str, t.Any], check: bool = False,
     full_env.update(env or {})
     try:
         proc = subprocess.run([os.path.join(VENV_BIN, "python"), os.path.join(MODULES, name + ".py"), f.name],
-                              capture_output=True, text=True, timeout=120, env=full_env)
+                              capture_output=True, text=True, timeout=120, env=full_env, check=False)
     finally:
         os.unlink(f.name)
     try:
@@ -276,7 +276,7 @@ def run_ansible(module: str, args: t.Mapping[str, t.Any], check: bool = False,
     full_env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
     full_env.update(env or {})
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=full_env, cwd=ROOT)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=full_env, cwd=ROOT, check=False)
         try:
             with open(os.path.join(tree, "localhost")) as f:
                 return json.load(f)
@@ -296,7 +296,7 @@ def run_playbook(playbook: str, extra_vars: t.Mapping[str, t.Any], workdir: str)
     proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local",
                            "-e", "ansible_python_interpreter=" + os.path.join(VENV_BIN, "python"),
                            path, "-e", "@" + vars_path], capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env=dict(os.environ, ANSIBLE_LOCALHOST_WARNING="0"))
+                          env=dict(os.environ, ANSIBLE_LOCALHOST_WARNING="0"), check=False)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -315,7 +315,7 @@ def test_client_basics_tls(tls_lab: EtcdLab) -> None:
     rev = client.put("/sfe/k", "v1")
     revision, kv = client.get("/sfe/k")
     assert kv is not None and kv.value == b"v1" and kv.mod_revision == rev == revision
-    ok, _, _ = client.txn([_etcd.txn_compare("/sfe/k", "CREATE", 0)], [_etcd.txn_put("/sfe/k", "v2")])
+    ok, _revision, _responses = client.txn([_etcd.txn_compare("/sfe/k", "CREATE", 0)], [_etcd.txn_put("/sfe/k", "v2")])
     assert ok is False  # "succeeded" is omitted from the JSON when false
     lease, ttl = client.lease_grant(5)
     assert lease and ttl >= 5
@@ -381,7 +381,7 @@ def test_member_add_learner_start_promote_remove_tls(tls_lab: EtcdLab) -> None:
     removed = timed("member remove (module, steady)", lambda: run_module("etcd_member", dict(conn, state="absent", **h4)))
     assert removed["action"] == "removed", removed
     client = tls_lab.client()
-    for _ in range(3):
+    for _attempt in range(3):
         time.sleep(1)
         new = timed("member add (_etcd)", lambda: _etcd.retry(lambda: client.member_add([tls_lab.peer_url("h4")], True), 10))
         timed("member remove (_etcd)", lambda m=new: _etcd.retry(lambda: client.member_remove(m.id), 10))
@@ -499,7 +499,7 @@ def test_lock_acquire_wait_release_expire(plain_lab: EtcdLab) -> None:
     assert 1.5 <= time.monotonic() - start <= 10
 
     client = plain_lab.client()
-    for _ in range(5):  # library-level latency, without the module process start-up
+    for _round in range(5):  # library-level latency, without the module process start-up
         timed("lock acquire (_state)", lambda: _state.acquire_lock(client, "bench", "me", 10))
         timed("lock release (_state)", lambda: _state.release_lock(client, "bench", "me"))
 
