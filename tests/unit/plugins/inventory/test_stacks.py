@@ -106,7 +106,7 @@ def test_a_key_on_two_hosts_stays_on_the_first_by_name(spec):
 
 
 def test_labels_of_a_removed_deploy_keep_their_instance_key(spec):
-    placement, _ = _inventory.previous_from_labels(spec, {"n1": [labels("old-1", "x", "old")]})
+    placement, _notes = _inventory.previous_from_labels(spec, {"n1": [labels("old-1", "x", "old")]})
     assert placement == {"old-1": "n1"}  # plan() reports it as removed
 
 

@@ -164,7 +164,7 @@ def test_replanning_an_unchanged_cluster_changes_nothing(sp, hosts):
 def test_random_large_cluster_plans_are_valid():
     """A few bigger random clusters than hypothesis draws, to exercise the heaps and spread groups."""
     rnd = random.Random(7)
-    for _ in range(5):
+    for _cluster in range(5):
         hosts = [host("n%03d" % i, cpus=rnd.choice([2, 4, 8]), memory_mb=rnd.choice([4096, 8192]), rack="r%d" % (i % 7),
                       **({"disk": "ssd"} if rnd.random() < 0.4 else {})) for i in range(120)]
         sp = Spec("t", rnd.choice(["spread", "binpack"]),
