@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Converge benchmark (docs/performance.md, "Converge"). Run as root.
 
     .venv/bin/python bench/converge.py               # 100 containers over 4 lab hosts

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Placement engine benchmark (docs/performance.md, "Placement").
 
     .venv/bin/python bench/placement.py            # full run, ~1-2 minutes on 2 cores

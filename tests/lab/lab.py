@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """A real multi-host lab on one machine: network namespaces on a bridge, each with
 its own dockerd (TLS on tcp://IP:2376) and optionally its own etcd member.
 
