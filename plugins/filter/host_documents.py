@@ -25,7 +25,7 @@ options:
     type: dict
     required: true
 author:
-  - stackfleet maintainers
+  - stackfleet maintainers (@stackfleet)
 """
 
 EXAMPLES = r"""

@@ -26,7 +26,7 @@ description:
   - An invalid stack file or an infeasible request fails with every problem at once,
     each naming the file, the key path and the rule, before any host is touched.
 author:
-  - stackfleet maintainers
+  - stackfleet maintainers (@stackfleet)
 extends_documentation_fragment:
   - stackfleet.cluster.attributes
 attributes:
