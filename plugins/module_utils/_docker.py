@@ -178,7 +178,9 @@ def _restart_policy(restart: t.Optional[str]) -> t.Optional[t.Dict[str, t.Any]]:
 def create_arguments(api: t.Any, doc: t.Mapping[str, t.Any]) -> t.Dict[str, t.Any]:
     """Keyword arguments for `APIClient.create_container` from a container document
     (docs/architecture.md, "Container documents"). Each key is translated here and only here."""
-    ports = doc.get("ports") or []
+    # With the host's network a container listens on the host directly: Docker refuses port
+    # bindings there, yet the ports stay in the document because the planner reserves them.
+    ports = [] if doc.get("network_mode") == "host" else doc.get("ports") or []
     bindings: t.Dict[str, t.List[t.Any]] = {}
     for port in ports:
         if port.get("host_port") is not None:

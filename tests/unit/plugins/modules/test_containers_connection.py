@@ -117,6 +117,16 @@ def test_create_arguments_translate_the_document():
     assert args["labels"]["io.stackfleet.instance"] == "lamp-1" and args["labels"]["team"] == "data"
 
 
+def test_host_network_publishes_no_port_bindings():
+    """Docker refuses bindings with the host's network; the ports stay reserved by the planner only."""
+    api = docker.APIClient(base_url="unix:///nonexistent.sock", version="1.41")
+    doc = {"name": "p.lb-1.lb", "cluster": "p", "deploy": "lb", "instance": "lb-1", "service": "lb", "image": "haproxy",
+           "network_mode": "host", "ports": [{"container_port": 80, "protocol": "tcp", "host_port": 80, "host_ip": ""}]}
+    args = dk.create_arguments(api, doc)
+    assert args["ports"] is None and "PortBindings" not in args["host_config"]
+    assert args["host_config"]["NetworkMode"] == "host"
+
+
 @pytest.mark.parametrize("ref, canon", [("busybox", "busybox:latest"), ("docker.io/library/busybox:1", "busybox:1"),
                                         ("localhost:5000/x", "localhost:5000/x:latest"), ("local/busybox:1", "local/busybox:1"),
                                         ("r.io/a/b@sha256:ab", "r.io/a/b@sha256:ab")])
