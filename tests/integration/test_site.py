@@ -1,0 +1,90 @@
+"""The whole flow on a real 3-host lab, as the demo runs it: playbooks/site.yml (engines → etcd
+→ plan under the lock → converge → summary) twice, HTTP through the load balancer, plan.yml
+changing nothing, and one host's engine down."""
+import os
+import shutil
+import urllib.request
+
+import pytest
+from conftest import REPO
+
+LAB = {"name": "sfs", "subnet": "10.245.0.0/24", "hosts": 3}
+STACK_FILE = os.path.join(REPO, "examples", "lamp.yml")
+
+
+@pytest.fixture(scope="module")
+def site_lab(tmp_path_factory):
+    """The lab plus an inventory directory laid out like inventories/lab/."""
+    from conftest import running_lab
+
+    with running_lab(**LAB) as lab:
+        inventory = tmp_path_factory.mktemp("inventory")
+        os.symlink(lab.inventory_path, str(inventory / "hosts.yml"))
+        shutil.copytree(os.path.join(REPO, "inventories", "lab", "group_vars"), str(inventory / "group_vars"))
+        (inventory / "lab.stackfleet.yml").write_text(
+            "plugin: stackfleet.cluster.stacks\nstack_file: %s\nhost_groups: [stackfleet_hosts]\nprevious_placement: docker\n" % STACK_FILE)
+        yield lab, str(inventory)
+
+
+def _lb_address(lab, stdout):
+    """The host that runs lb-1, from the summary site.yml prints ("sfs-h3: lb-1, ...")."""
+    for index in range(1, LAB["hosts"] + 1):
+        name = "%s-h%d" % (LAB["name"], index)
+        if '"msg": "%s: ' % name in stdout and "lb-1" in stdout.split('"msg": "%s: ' % name, 1)[1].split('"', 1)[0]:
+            return lab.hosts[index - 1].address
+    raise AssertionError("no lb-1 in the summary:\n" + stdout[-3000:])
+
+
+def _get(url):
+    with urllib.request.urlopen(url, timeout=5) as response:  # the lab's own namespace
+        return response.read().decode()
+
+
+def test_site_converges_then_changes_nothing(site_lab, run_playbook):
+    lab, inventory = site_lab
+    first = run_playbook("playbooks/site.yml", inventory)
+    assert first.rc == 0, first.stdout[-4000:] + first.stderr[-2000:]
+    assert all(first.recap[h.name]["failed"] == 0 for h in lab.hosts)
+    assert sum(first.recap[h.name]["changed"] for h in lab.hosts) >= 3
+
+    second = run_playbook("playbooks/site.yml", inventory)
+    assert second.rc == 0, second.stdout[-4000:]
+    assert {host: counts["changed"] for host, counts in second.recap.items()} == {host: 0 for host in second.recap}
+
+    lb = _lb_address(lab, second.stdout)
+    answers = {_get("http://%s/" % lb).split()[0] for _attempt in range(4)}
+    assert answers == {"instance=lamp-1", "instance=lamp-2"}  # round robin over both web instances
+
+
+def test_plan_changes_nothing_and_draws_the_map(site_lab, run_playbook, tmp_path):
+    lab, inventory = site_lab
+    scaled = tmp_path / "lamp3.yml"
+    with open(STACK_FILE) as handle:
+        scaled.write_text(handle.read().replace("count: 2", "count: 3"))
+    run = run_playbook("playbooks/plan.yml", inventory, extra_vars={"stackfleet_stack_file": str(scaled)}, diff=True)
+    assert run.rc == 0, run.stdout[-4000:]
+    assert all(run.recap[h.name]["changed"] == 0 for h in lab.hosts)
+    assert "+++ after: lab.lamp-3.mysql (created)" in run.stdout  # the diff against what runs
+    with open(os.path.join(REPO, "site-output", "placement.html")) as handle:
+        page = handle.read()
+    assert 'class="unit added"' in page and "lamp-3" in page
+    again = run_playbook("playbooks/site.yml", inventory)  # nothing was changed by plan.yml
+    assert again.rc == 0 and all(again.recap[h.name]["changed"] == 0 for h in lab.hosts), again.stdout[-3000:]
+
+
+def test_an_engine_down_fails_that_host_only(site_lab, run_playbook):
+    lab, inventory = site_lab
+    down = lab.hosts[1]
+    lab.stop_docker(2)
+    try:
+        run = run_playbook("playbooks/site.yml", inventory)
+    finally:
+        lab.start_docker(2)
+    assert run.rc != 0
+    assert down.address in run.stdout  # the failure names the unreachable engine
+    assert run.recap[down.name]["failed"] + run.recap[down.name].get("rescued", 0) >= 1
+    others = [h for h in lab.hosts if h is not down]
+    assert all(run.recap[h.name]["failed"] == 0 and run.recap[h.name].get("rescued", 0) == 0 for h in others), run.stdout[-3000:]
+    # The lock was released despite the failure: the next run takes it at once and repairs the host.
+    again = run_playbook("playbooks/site.yml", inventory, extra_vars={"stack_lock_wait_timeout": 0})
+    assert again.rc == 0, again.stdout[-4000:]
