@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
+# ansible-test sanity silently skips its shell script check when the shellcheck binary is absent.
 APT_PACKAGES=(docker.io etcd-server etcd-client busybox-static iproute2 iptables haproxy
-              debootstrap openssl curl rsync make)
+              debootstrap openssl curl rsync make shellcheck)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -34,7 +35,6 @@ mkdir -p "$(dirname "$link")"
 
 # ansible-test bootstraps pip from the internet unless a cached get-pip exists; serve it offline.
 mkdir -p "$HOME/.ansible/test/cache"
-for v in 24_2; do
-  cp scripts/get_pip_offline.py "$HOME/.ansible/test/cache/get_pip_${v}.py"
-done
+pip_version=24_2  # the pip that ansible-test 2.19 bootstraps
+cp scripts/get_pip_offline.py "$HOME/.ansible/test/cache/get_pip_${pip_version}.py"
 echo "setup: ready ($(.venv/bin/ansible --version | head -1))"

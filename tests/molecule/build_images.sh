@@ -69,7 +69,8 @@ ensure_image() {
     log "$IMAGE already present on $DOCKER_HOST"
     return
   fi
-  local start=$(date +%s)
+  local start
+  start=$(date +%s)
   docker import -c 'CMD ["/lib/systemd/systemd"]' -c "LABEL io.stackfleet.recipe=$RECIPE_VERSION" \
     "$TARBALL" "$IMAGE" >/dev/null
   log "imported $IMAGE into $DOCKER_HOST in $(( $(date +%s) - start )) s"

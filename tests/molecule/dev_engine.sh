@@ -45,8 +45,8 @@ up() {
 down() {
   set +e
   if [ -S "$SOCK" ]; then
-    ids=$(timeout 30 docker -H "unix://$SOCK" ps -aq)
-    [ -n "$ids" ] && timeout 60 docker -H "unix://$SOCK" rm -f $ids >/dev/null
+    mapfile -t ids < <(timeout 30 docker -H "unix://$SOCK" ps -aq)
+    [ ${#ids[@]} -gt 0 ] && timeout 60 docker -H "unix://$SOCK" rm -f "${ids[@]}" >/dev/null
   fi
   if [ -s "$PIDFILE" ]; then
     pid=$(cat "$PIDFILE")
