@@ -12,6 +12,7 @@ stacks, deploy rules, references and hosts; `_spec_service` normalises one servi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import typing as t
 
@@ -146,6 +147,36 @@ def load_data(data: t.Any, source: str = "<inline>") -> Spec:
     """Validate an already parsed stack file (for example a module's `stack` option)."""
     _require_libraries()
     return _build(checks.Errors(source), data)
+
+
+def with_counts(spec: Spec, counts: t.Mapping[str, t.Any], source: str = "scale") -> Spec:
+    """The spec with some deploys' `count` replaced (a scale job's override); all problems at once."""
+    errs = checks.Errors(source)
+    deploys = dict(spec.deploys)
+    for key in sorted(counts, key=str):
+        path, value = str(key), counts[key]
+        deploy = spec.deploys.get(path)
+        if deploy is None:
+            errs.add(path, "no deploy of that name in %s%s" % (spec.source, checks.suggest(path, spec.deploys)))
+        elif deploy.is_global:
+            errs.add(path, "is global (one per eligible host); only count deploys can be scaled")
+        else:
+            count = _count_value(value)
+            if count is None:
+                errs.add(path, "expected a non-negative integer, got %s" % show(value))
+            else:
+                deploys[path] = dataclasses.replace(deploy, count=count)
+    errs.raise_any()
+    return dataclasses.replace(spec, deploys=deploys)
+
+
+def _count_value(value: t.Any) -> t.Optional[int]:
+    """Survey answers arrive as strings: accept '5' as 5, never 5.5, True or -1."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value if isinstance(value, int) and value >= 0 else None
 
 
 # --- the stack file

@@ -54,6 +54,13 @@ options:
     type: list
     elements: dict
     required: true
+  scale:
+    description:
+      - Override the C(count) of some deploys for this plan, a mapping of deploy key to count,
+        for example V({lamp: 5, lb: 2}) or, from an AWX survey, the string V(lamp=5 lb=2).
+      - The stack file stays the source of truth; a later plan without O(scale) returns to its counts.
+    type: dict
+    default: {}
   previous_placement:
     description:
       - The placement of the previous run, a mapping of placement key (for example V(lamp-3)) to host name.
@@ -87,6 +94,12 @@ EXAMPLES = r"""
       - {name: node-1, labels: {rack: r1, disk: ssd}, capacity: {cpus: 4, memory_mb: 8192}}
       - {name: node-2, labels: {rack: r2, disk: ssd}, capacity: {cpus: 4, memory_mb: 8192}}
     previous_placement: "{{ plan.placement }}"
+
+- name: Scale the LAMP stacks to 7 for this run (an AWX survey answer)
+  stackfleet.cluster.stack_plan:
+    stack_file: stacks.yml
+    hosts: "{{ groups['stackfleet_hosts'] | stackfleet.cluster.host_documents(hostvars) }}"
+    scale: "lamp=7"
 
 - name: An inline stack
   stackfleet.cluster.stack_plan:
@@ -188,6 +201,7 @@ def main():
             stack=dict(type="dict"),
             hosts=dict(type="list", elements="dict", required=True),
             previous_placement=dict(type="dict", default={}),
+            scale=dict(type="dict", default={}),
         ),
         mutually_exclusive=[("stack_file", "stack")],
         required_one_of=[("stack_file", "stack")],
@@ -198,6 +212,8 @@ def main():
 
     try:
         spec = _load_spec(module)
+        if module.params["scale"]:
+            spec = _spec.with_counts(spec, module.params["scale"])
         hosts = _spec.load_hosts(module.params["hosts"], source="hosts")
         previous = {str(k): str(v) for k, v in module.params["previous_placement"].items()}
         placement = _placement.plan(spec, hosts, previous)

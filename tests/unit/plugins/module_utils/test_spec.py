@@ -433,3 +433,19 @@ def test_control_characters_are_reported_with_their_position():
         _spec.load_text("cluster: t\nservices: x\x07y\n", "f.yml")
     assert caught.value.errors == ["f.yml: line 2, column 12: YAML cannot contain the control character '\\x07'"
                                    " (special characters are not allowed)"]
+
+
+def test_with_counts_overrides_counts_and_reports_every_problem():
+    from ansible_collections.stackfleet.cluster.plugins.module_utils import _spec
+
+    spec = _spec.load_file(os.path.join(ROOT, "examples", "lamp-format-doc.yml"))
+    scaled = _spec.with_counts(spec, {"lamp": "7", "lb": 3})
+    assert (scaled.deploys["lamp"].count, scaled.deploys["lb"].count) == (7, 3)
+    assert spec.deploys["lamp"].count == 5  # the loaded spec is untouched
+    with pytest.raises(_spec.SpecError) as err:
+        _spec.with_counts(spec, {"lamb": 1, "node-exporter": 2, "lb": "-1"})
+    assert err.value.errors == [
+        "scale: lamb: no deploy of that name in %s (did you mean 'lamp'?)" % spec.source,
+        "scale: lb: expected a non-negative integer, got '-1'",
+        "scale: node-exporter: is global (one per eligible host); only count deploys can be scaled",
+    ]
