@@ -56,8 +56,8 @@ options:
     required: true
   scale:
     description:
-      - Override the C(count) of some deploys for this plan, a mapping of deploy key to count,
-        for example V({lamp: 5, lb: 2}) or, from an AWX survey, the string V(lamp=5 lb=2).
+      - "Override the C(count) of some deploys for this plan, a mapping of deploy key to count,
+        for example V({lamp: 5, lb: 2}) or, from an AWX survey, the string V(lamp=5 lb=2)."
       - The stack file stays the source of truth; a later plan without O(scale) returns to its counts.
     type: dict
     default: {}
