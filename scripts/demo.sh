@@ -34,7 +34,12 @@ echo "== placement (from the inventory plugin, stable against what runs)"
 ansible-inventory -i inventories/lab --list > /tmp/stackfleet-demo-inventory.json
 python3 - /tmp/stackfleet-demo-inventory.json <<'PY'
 import json, sys
-inv = json.load(open(sys.argv[1]))
+def plain(value):
+    """ansible-inventory marks untrusted values as {"__ansible_unsafe": ...}; show the text."""
+    if isinstance(value, dict):
+        return value["__ansible_unsafe"] if set(value) == {"__ansible_unsafe"} else {k: plain(v) for k, v in value.items()}
+    return [plain(v) for v in value] if isinstance(value, list) else value
+inv = plain(json.load(open(sys.argv[1])))
 hostvars = inv["_meta"]["hostvars"]
 print("%-10s %-14s %s" % ("host", "address", "containers"))
 for name in sorted(hostvars):
