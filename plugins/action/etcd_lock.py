@@ -12,14 +12,9 @@ AWX job ID, or the controller's host name and the ansible-playbook process ID
 from __future__ import annotations
 
 import os
-import socket
 
 from ansible.plugins.action import ActionBase
-
-
-def controller_holder() -> str:
-    job = os.environ.get("JOB_ID") or os.environ.get("AWX_JOB_ID")
-    return "awx-job-%s" % job if job else "%s:%d" % (socket.gethostname(), os.getppid())
+from ansible_collections.stackfleet.cluster.plugins.module_utils._state import run_identity
 
 
 class ActionModule(ActionBase):
@@ -31,7 +26,7 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
         if not args.get("holder"):
-            args["holder"] = controller_holder()
+            args["holder"] = run_identity(os.getppid())
         result.update(self._execute_module(module_name="stackfleet.cluster.etcd_lock", module_args=args,
                                            task_vars=task_vars))
         return result

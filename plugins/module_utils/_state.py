@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
+import socket
 import time
 import typing as t
 
@@ -37,6 +39,15 @@ LOCK_KEY = "lock"
 
 # Cluster names become one path segment of a key: no "/", nothing invisible.
 _CLUSTER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def run_identity(pid: t.Optional[int] = None) -> str:
+    """Who acts, as lock holders and placement records name it: the AWX job when there is
+    one, else this host (with `pid`, the process that holds the lock for the whole run)."""
+    job = os.environ.get("JOB_ID") or os.environ.get("AWX_JOB_ID")
+    if job:
+        return "awx-job-%s" % job
+    return socket.gethostname() if pid is None else "%s:%d" % (socket.gethostname(), pid)
 
 
 class StateError(Exception):

@@ -104,7 +104,6 @@ lock:
 """
 
 import os
-import socket
 import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
@@ -120,13 +119,13 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._state import (
     acquire_lock,
     lock_key,
     release_lock,
+    run_identity,
 )
 
 
 def default_holder() -> str:
     """Same rule as the action plugin; used when the module runs without it."""
-    job = os.environ.get("JOB_ID") or os.environ.get("AWX_JOB_ID")
-    return "awx-job-%s" % job if job else "%s:%d" % (socket.gethostname(), os.getppid())
+    return run_identity(os.getppid())
 
 
 def lock_result(name: str, lock: t.Optional[LockRecord]) -> t.Dict[str, t.Any]:

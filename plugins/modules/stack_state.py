@@ -98,8 +98,6 @@ key:
   sample: /stackfleet/prod/placement
 """
 
-import os
-import socket
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import (
@@ -111,13 +109,13 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._state import (
     RevisionConflict,
     StateError,
     record_result,
+    run_identity,
     write_placement,
 )
 
 
 def default_writer() -> str:
-    job = os.environ.get("JOB_ID") or os.environ.get("AWX_JOB_ID")
-    return "awx-job-%s" % job if job else socket.gethostname()
+    return run_identity()
 
 
 def main() -> None:
