@@ -27,9 +27,9 @@ lint() {
   ruff check plugins tests bench
   antsibull-changelog lint
 }
-unit() { pytest tests/unit -q -p no:cacheprovider -n 2; }
+unit() { pytest tests/unit -q -p no:cacheprovider -n 2 -rs; }
 sanity() { ./scripts/sanity.sh; }
-integration() { pytest tests/integration -q -p no:cacheprovider -m lab -x; }
+integration() { pytest tests/integration -q -p no:cacheprovider -rs; }
 molecule_all() { tests/molecule/run_all.sh; }
 bench() { python bench/placement.py --quick; }
 
