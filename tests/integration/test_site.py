@@ -89,3 +89,57 @@ def test_an_engine_down_fails_that_host_only(site_lab, run_playbook):
     # The lock was released despite the failure: the next run takes it at once and repairs the host.
     again = run_playbook("playbooks/site.yml", inventory, extra_vars={"stack_lock_wait_timeout": 0})
     assert again.rc == 0, again.stdout[-4000:]
+
+
+SCALE_STACK = """
+cluster: scale
+services:
+  db:
+    image: local/busybox:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+    network_mode: none
+  app:
+    image: local/busybox:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+    env: {DB: "{{ instance.services.db.name }}"}
+    network_mode: none
+stacks:
+  lamp: {services: [db, app]}
+deploy:
+  lamp: {count: 5, max_per_host: 2}
+"""
+
+
+def _cluster_containers(lab, cluster):
+    """name -> id of every container labelled with `cluster`, over all lab hosts."""
+    found = {}
+    for index in range(1, LAB["hosts"] + 1):
+        client = lab.docker_client(index)
+        for container in client.containers.list(all=True, filters={"label": "io.stackfleet.cluster=%s" % cluster}):
+            found[container.name] = container.id
+    return found
+
+
+def test_scale_5_to_3_removes_exactly_lamp_4_and_5(site_lab, run_playbook, tmp_path):
+    lab, inventory = site_lab
+    stack = tmp_path / "scale.yml"
+    stack.write_text(SCALE_STACK)
+    foreign = lab.docker_client(1).containers.run("local/busybox:1", ["sleep", "600"], name="hand-made", detach=True,
+                                                  network_mode="none")
+    try:
+        first = run_playbook("playbooks/site.yml", inventory, extra_vars={"stackfleet_stack_file": str(stack)})
+        assert first.rc == 0, first.stdout[-4000:]
+        before = _cluster_containers(lab, "scale")
+        assert sorted(before) == sorted("scale.lamp-%d.%s" % (i, s) for i in range(1, 6) for s in ("db", "app"))
+        lab_stack = _cluster_containers(lab, "lab")  # the demo stack of the earlier tests: another cluster
+
+        scaled = run_playbook("playbooks/site.yml", inventory,
+                              extra_vars={"stackfleet_stack_file": str(stack), "stackfleet_scale": "lamp=3"})
+        assert scaled.rc == 0, scaled.stdout[-4000:]
+        after = _cluster_containers(lab, "scale")
+        assert set(before) - set(after) == {"scale.lamp-4.db", "scale.lamp-4.app", "scale.lamp-5.db", "scale.lamp-5.app"}
+        assert all(after[name] == before[name] for name in after)  # the rest untouched, same containers
+        assert _cluster_containers(lab, "lab") == lab_stack  # other clusters' containers never touched
+        lab.docker_client(1).containers.get(foreign.id)  # a container without stackfleet labels survives
+    finally:
+        foreign.remove(force=True)
