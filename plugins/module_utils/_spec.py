@@ -161,22 +161,12 @@ def with_counts(spec: Spec, counts: t.Mapping[str, t.Any], source: str = "scale"
         elif deploy.is_global:
             errs.add(path, "is global (one per eligible host); only count deploys can be scaled")
         else:
-            count = _count_value(value)
-            if count is None:
-                errs.add(path, "expected a non-negative integer, got %s" % show(value))
-            else:
+            # The stack file's own rule for count: survey answers arrive as strings ('5' is 5).
+            count = checks.integer(errs, path, value, 0, "a non-negative integer")
+            if count is not None:
                 deploys[path] = dataclasses.replace(deploy, count=count)
     errs.raise_any()
     return dataclasses.replace(spec, deploys=deploys)
-
-
-def _count_value(value: t.Any) -> t.Optional[int]:
-    """Survey answers arrive as strings: accept '5' as 5, never 5.5, True or -1."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return value if isinstance(value, int) and value >= 0 else None
 
 
 # --- the stack file
