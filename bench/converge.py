@@ -125,7 +125,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--per-host", type=int, default=25)
     args = parser.parse_args()
-    lab = Lab(name="sfb", subnet="10.238.0.0/24", hosts=4)
+    lab = Lab(name=os.environ.get("STACKFLEET_BENCH_LAB", "sfb"), subnet=os.environ.get("STACKFLEET_BENCH_SUBNET", "10.248.0.0/24"), hosts=4)
     try:
         lab.up()
         with tempfile.TemporaryDirectory() as workdir:

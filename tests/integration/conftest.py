@@ -1,9 +1,11 @@
 """Fixtures for integration tests: real labs (network namespaces, dockerd over TLS,
 etcd) and `ansible-playbook` runs against their inventory.
 
-Test labs use their own names and subnets so they never meet the demo lab
-(`sf`, 10.231.0.0/24) or an engineer's own (10.232-10.239). Set
-STACKFLEET_LAB_KEEP=1 to leave a session's labs up for debugging.
+Test labs get their names and subnets from `lab_spec()` only, so they never meet the demo lab
+(`sf`, 10.231.0.0/24), each other, or the subnets other people use on shared machines
+(10.232-10.238). Two test runs at once (two checkouts, or engineers) set
+STACKFLEET_TEST_LAB_PREFIX and STACKFLEET_TEST_NET apart. Set STACKFLEET_LAB_KEEP=1 to leave a
+session's labs up for debugging.
 """
 import contextlib
 import dataclasses
@@ -23,8 +25,26 @@ sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
 
 from lab import Lab  # noqa: E402
 
-TLS_LAB = {"name": "sft", "subnet": "10.241.0.0/24", "hosts": 3}
-ETCD_LAB = {"name": "sfte", "subnet": "10.242.0.0/24", "hosts": 3, "etcd": True}
+#: Test labs are `<prefix><suffix>` on 10.<net>.<slot>.0/24; one slot per lab of the suite.
+LAB_PREFIX = os.environ.get("STACKFLEET_TEST_LAB_PREFIX", "sf")
+TEST_NET = int(os.environ.get("STACKFLEET_TEST_NET", "241"))
+FORBIDDEN_NETS = range(232, 239)  # taken by others on shared machines
+LAB_SLOTS = {
+    "t": 1, "te": 2, "c": 3, "r": 4, "s": 5, "tp": 6, "td": 7, "tf": 8, "e": 9, "bc": 10,
+    # fault-injection suites (tests/integration/test_faults_*.py)
+    "fr": 20, "fr2": 21, "fu": 22, "fl": 23, "fl2": 24, "fs": 25, "fs2": 26, "fh": 27, "fh2": 28,
+}
+
+
+def lab_spec(suffix, **params):
+    """Name and subnet of the suite's lab `suffix` (a key of LAB_SLOTS), plus Lab parameters."""
+    if TEST_NET in FORBIDDEN_NETS or not 0 < TEST_NET < 256:
+        raise ValueError("STACKFLEET_TEST_NET=%d: use 1-255 outside 232-238 (others' lab subnets)" % TEST_NET)
+    return dict(name=LAB_PREFIX + suffix, subnet="10.%d.%d.0/24" % (TEST_NET, LAB_SLOTS[suffix]), **params)
+
+
+TLS_LAB = lab_spec("t", hosts=3)
+ETCD_LAB = lab_spec("te", hosts=3, etcd=True)
 LAB_TOOLS = ("dockerd", "nsenter", "ip", "iptables", "openssl", "busybox", "haproxy", "etcd")
 LAB_FIXTURES = {"lab", "etcd_lab", "lab_factory"}
 

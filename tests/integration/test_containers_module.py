@@ -1,7 +1,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """stackfleet.cluster.containers through REAL `ansible-playbook` runs against a real TLS dockerd.
 
-The lab (tests/lab/lab.py) runs here as its own instance `sfc` (bridge sfcbr0, 10.233.0.0/24)
+The lab (tests/lab/lab.py) runs here as its own instance (conftest.lab_spec("c"), one host)
 so these tests can stop, break and hand-edit its engine without disturbing other suites.
 Needs root.
 
@@ -23,11 +23,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
 
 import docker  # noqa: E402
+from conftest import lab_spec  # noqa: E402
 from lab import Lab  # noqa: E402
 
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")]
 
 CLUSTER = "it"
+LAB = lab_spec("c", hosts=1)
 IMAGE = "local/busybox:1"
 #: A service that stops at SIGTERM at once (a bare `sleep` as PID 1 ignores it and waits for SIGKILL).
 SERVE = ["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"]
@@ -43,7 +45,7 @@ PLAYBOOK = """
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = Lab(name="sfc", subnet="10.233.0.0/24", hosts=1)
+    lab = Lab(**LAB)
     try:
         yield lab.up()
     finally:
@@ -81,7 +83,7 @@ def tls_args(lab, host):
 
 def doc(i, **over):
     d = {"name": "%s.web-%d.web" % (CLUSTER, i), "cluster": CLUSTER, "deploy": "web", "instance": "web-%d" % i,
-         "service": "web", "host": "sfc-h1", "image": IMAGE, "command": SERVE, "entrypoint": None,
+         "service": "web", "host": LAB["name"] + "-h1", "image": IMAGE, "command": SERVE, "entrypoint": None,
          "env": {"PASSWORD": "hunter2-%d" % i}, "ports": [], "volumes": [], "labels": {"team": "web"},
          "restart": "unless-stopped", "network_mode": "host", "resources": {"cpus": 0.1, "memory_mb": 32},
          "healthcheck": None}

@@ -1,8 +1,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The etcd modules and the state store against REAL etcd 3.4 members.
 
-Each member runs in its own network namespace (`sfe-h1`.., bridge `sfebr0`,
-10.236.0.0/24) as the testbed recipe describes; daemons are tracked by pidfile
+Each member runs in its own network namespace (`<lab>-h1`.., bridge `<lab>br0`, on the
+subnet conftest.lab_spec("e") gives) as the testbed recipe describes; daemons are tracked by pidfile
 and everything is torn down unconditionally by the fixtures. Needs root.
 
     .venv/bin/pytest tests/integration/test_etcd_modules.py -v
@@ -28,9 +28,13 @@ VENV_BIN = os.path.join(ROOT, ".venv", "bin")
 MODULES = os.path.join(ROOT, "plugins", "modules")
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _etcd, _state  # noqa: E402
+from conftest import lab_spec  # noqa: E402
 
-BRIDGE = "sfebr0"
-SUBNET_GW = "10.236.0.1"
+LAB = lab_spec("e")
+NS_PREFIX = LAB["name"]  # namespaces <lab>-h1.., veths v<lab>-h1..
+BRIDGE = NS_PREFIX + "br0"
+NET_PREFIX = LAB["subnet"].rsplit(".", 1)[0]  # "10.241.9"
+SUBNET_GW = NET_PREFIX + ".1"
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 
 pytestmark = [
@@ -64,7 +68,7 @@ class Network:
 
     @staticmethod
     def ip(host: str) -> str:
-        return "10.236.0.%d" % (10 + int(host.rsplit("h", 1)[1]))
+        return "%s.%d" % (NET_PREFIX, 10 + int(host.rsplit("h", 1)[1]))
 
     def up(self) -> None:
         self.down()
@@ -73,7 +77,7 @@ class Network:
         sh("ip", "link", "set", BRIDGE, "up")
         sh("iptables", "-I", "FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT")
         for host in self.hosts:
-            ns, veth = "sfe-" + host, "vsfe-" + host
+            ns, veth = NS_PREFIX + "-" + host, "v" + NS_PREFIX + "-" + host
             sh("ip", "netns", "add", ns)
             sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
             sh("ip", "link", "set", veth, "master", BRIDGE, "up")
@@ -83,8 +87,8 @@ class Network:
 
     def down(self) -> None:
         for host in self.hosts:
-            sh("ip", "netns", "del", "sfe-" + host, check=False)
-            sh("ip", "link", "del", "vsfe-" + host, check=False)
+            sh("ip", "netns", "del", NS_PREFIX + "-" + host, check=False)
+            sh("ip", "link", "del", "v" + NS_PREFIX + "-" + host, check=False)
         sh("ip", "link", "del", BRIDGE, check=False)
         while sh("iptables", "-D", "FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-j", "ACCEPT", check=False).returncode == 0:
             pass
@@ -134,7 +138,7 @@ class EtcdLab:
     def start(self, host: str, initial: t.Sequence[str], state: str = "new") -> None:
         hostdir = os.path.join(self.workdir, host)
         os.makedirs(hostdir, exist_ok=True)
-        cmd = ["nsenter", "--net=/var/run/netns/sfe-" + host, ETCD, "--name", host,
+        cmd = ["nsenter", "--net=/var/run/netns/%s-%s" % (NS_PREFIX, host), ETCD, "--name", host,
                "--data-dir", os.path.join(hostdir, "data"),
                "--listen-peer-urls", self.peer_url(host), "--initial-advertise-peer-urls", self.peer_url(host),
                "--listen-client-urls", self.client_url(host), "--advertise-client-urls", self.client_url(host),
@@ -326,12 +330,12 @@ def test_client_basics_tls(tls_lab: EtcdLab) -> None:
 
 
 def test_client_failover_names_endpoints(plain_lab: EtcdLab) -> None:
-    dead = "http://10.236.0.14:2379"  # h4's namespace exists but runs no etcd
+    dead = "http://%s.14:2379" % NET_PREFIX  # h4's namespace exists but runs no etcd
     client = _etcd.EtcdClient([dead, plain_lab.client_url("h2")], timeout=2)
     assert client.member_list()[1]
     assert client.endpoints[0] == plain_lab.client_url("h2")  # sticky after failover
     only_dead = _etcd.EtcdClient([dead], timeout=1)
-    with pytest.raises(_etcd.EtcdConnectionError, match="10.236.0.14:2379"):
+    with pytest.raises(_etcd.EtcdConnectionError, match=NET_PREFIX.replace(".", r"\.") + r"\.14:2379"):
         only_dead.member_list()
 
 
@@ -429,7 +433,7 @@ def test_cluster_info_and_env_fallbacks_tls(tls_lab: EtcdLab) -> None:
     assert run_module("etcd_cluster_info", {}, env=env)["invocation"]["module_args"]["timeout"] == 3.0
 
     no_tls = run_module("etcd_cluster_info", {}, env={"ETCD_ENDPOINTS": env["ETCDCTL_ENDPOINTS"], "ETCD_TIMEOUT": "2"})
-    assert no_tls.get("failed") and "10.236.0.11:2379" in no_tls["msg"], no_tls  # names the endpoint
+    assert no_tls.get("failed") and NET_PREFIX + ".11:2379" in no_tls["msg"], no_tls  # names the endpoint
 
     tls_lab.stop("h2")
     info = run_module("etcd_cluster_info", {}, env=env)

@@ -16,13 +16,15 @@ import urllib.request
 
 import pytest
 import yaml
+from conftest import lab_spec
 
-LAB = {"name": "sfr", "subnet": "10.243.0.0/24", "hosts": 5}
+LAB = lab_spec("r", hosts=5)
+H1, H2, H3 = ("%s-h%d" % (LAB["name"], i) for i in (1, 2, 3))
 CLUSTER = "stackfleet"  # etcd_cluster_name's default: lock name, container label prefix
 
 ROLE_PLAY = [{"name": "Converge etcd", "hosts": "etcd", "gather_facts": False, "roles": ["stackfleet.cluster.etcd"]}]
 STATE_PLAY = [{
-    "name": "Placement record", "hosts": "sfr-h1", "gather_facts": False,
+    "name": "Placement record", "hosts": H1, "gather_facts": False,
     "module_defaults": {"group/stackfleet.cluster.etcd": {
         "endpoints": "{{ stackfleet_etcd_endpoints }}", "ca_cert": "{{ stackfleet_etcd_ca_path }}",
         "client_cert": "{{ stackfleet_etcd_client_cert }}", "client_key": "{{ stackfleet_etcd_client_key }}"}},
@@ -34,7 +36,7 @@ STATE_PLAY = [{
          "delegate_to": "localhost"},
     ],
 }]
-PLACEMENT = {"web-1": "sfr-h1", "web-2": "sfr-h2", "db-1": "sfr-h3"}
+PLACEMENT = {"web-1": H1, "web-2": H2, "db-1": H3}
 
 
 class Cluster:

@@ -18,6 +18,7 @@ import lab_procs
 import pytest
 import requests
 import yaml
+from conftest import lab_spec
 from lab import LabError
 
 pytestmark = pytest.mark.lab
@@ -124,11 +125,12 @@ def test_inventory_describes_every_host(lab):
     with open(lab.inventory_path) as handle:
         inventory = yaml.safe_load(handle)["all"]
     hosts = inventory["children"]["stackfleet_hosts"]["hosts"]
-    assert list(hosts) == ["sft-h1", "sft-h2", "sft-h3"]
+    assert list(hosts) == [host.name for host in lab.hosts]
     assert set(inventory["children"]["etcd"]["hosts"]) == set(hosts)
-    assert hosts["sft-h2"]["stackfleet_docker_host"] == "tcp://10.241.0.12:2376"
+    assert hosts[lab.host(2).name]["stackfleet_docker_host"] == "tcp://%s:2376" % lab.host(2).address
+    assert lab.host(2).address.endswith(".12")
     assert [hosts[name]["stackfleet_labels"]["rack"] for name in hosts] == ["r1", "r2", "r1"]
-    assert hosts["sft-h1"]["stackfleet_capacity"] == {"cpus": 2, "memory_mb": 4096}
+    assert hosts[lab.host(1).name]["stackfleet_capacity"] == {"cpus": 2, "memory_mb": 4096}
     assert inventory["vars"]["stackfleet_docker_tls"] is True
     assert inventory["vars"]["stackfleet_lab_etcd_running"] is False
 
@@ -156,7 +158,7 @@ def test_playbook_reaches_every_engine_with_inventory_vars(lab, run_playbook, tm
     assert run.rc == 0, run.stdout + run.stderr
     assert run.recap == {
         name: {"ok": 2, "changed": 0, "unreachable": 0, "failed": 0, "skipped": 0, "rescued": 0, "ignored": 0}
-        for name in ("sft-h1", "sft-h2", "sft-h3")
+        for name in (host.name for host in lab.hosts)
     }
 
 
@@ -191,7 +193,7 @@ def test_second_up_changes_nothing(etcd_lab):
 
 
 def test_up_completes_a_half_built_lab(lab_factory):
-    lab = lab_factory(name="sftp", subnet="10.243.0.0/24", hosts=2)
+    lab = lab_factory(**lab_spec("tp", hosts=2))
     kept_pid = lab.host(1).dockerd_pid()
     lab.stop_docker(2)
     lab_net.delete_forward_rule(lab.bridge, lab.rule_comment)
@@ -221,7 +223,7 @@ def assert_nothing_left(lab):
 
 
 def test_down_leaves_nothing(lab_factory):
-    lab = lab_factory(name="sftd", subnet="10.244.0.0/24", hosts=2, etcd=True)
+    lab = lab_factory(**lab_spec("td", hosts=2, etcd=True))
     run_web(lab, 1, "web-down", 8084)  # a host-network container: an nsfs mount under the exec root
     pids = [host.dockerd_pid() for host in lab.hosts]
     lab.down()
@@ -234,7 +236,7 @@ def test_down_after_a_failed_up_leaves_nothing(monkeypatch):
     from lab import Lab
 
     require_lab()
-    lab = Lab(name="sftf", subnet="10.245.0.0/24", hosts=2)
+    lab = Lab(**lab_spec("tf", hosts=2))
 
     def no_images(engine, archives):
         raise RuntimeError("injected failure after the daemons started")

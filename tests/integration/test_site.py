@@ -6,9 +6,9 @@ import shutil
 import urllib.request
 
 import pytest
-from conftest import REPO
+from conftest import REPO, lab_spec
 
-LAB = {"name": "sfs", "subnet": "10.245.0.0/24", "hosts": 3}
+LAB = lab_spec("s", hosts=3)
 STACK_FILE = os.path.join(REPO, "examples", "lamp.yml")
 
 

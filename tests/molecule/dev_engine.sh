@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # A throwaway Docker engine for developing molecule scenarios, following docs/testbed.md:
-# its own network namespace (sfm-h1 on bridge sfmbr0, 10.234.0.0/24), its own state under
+# its own network namespace (sfm-h1 on bridge sfmbr0, 10.249.0.0/24), its own state under
 # /tmp/sfm, plaintext only on its unix socket. The machine's default namespace never runs a dockerd.
 #   tests/molecule/dev_engine.sh up     # prints the DOCKER_HOST to export
 #   tests/molecule/dev_engine.sh down   # unconditional teardown; safe to repeat
 set -euo pipefail
 
-NS=sfm-h1 BRIDGE=sfmbr0 GW=10.234.0.1/24 ADDR=10.234.0.11/24 VETH=veth-sfm-h1
+NS=sfm-h1 BRIDGE=sfmbr0 GW=10.249.0.1/24 ADDR=10.249.0.11/24 VETH=veth-sfm-h1
 STATE=/tmp/sfm/h1
 SOCK=$STATE/docker.sock PIDFILE=$STATE/docker.pid
 

@@ -2,7 +2,7 @@
 # Throwaway TLS material for tests: a CA, a server certificate for the given names/IPs, and a
 # client certificate, written to DIR as ca.pem, server-cert.pem, server-key.pem, client-cert.pem,
 # client-key.pem. Never committed; existing files are kept, so repeated runs are idempotent.
-# Usage: make_test_certs.sh DIR [SAN ...]    e.g. make_test_certs.sh /tmp/x DNS:h1 IP:10.234.0.11
+# Usage: make_test_certs.sh DIR [SAN ...]    e.g. make_test_certs.sh /tmp/x DNS:h1 IP:10.249.0.11
 set -euo pipefail
 dir=${1:?usage: $0 DIR [SAN ...]}; shift
 sans=$(printf '%s,' DNS:localhost IP:127.0.0.1 "$@"); sans=${sans%,}
