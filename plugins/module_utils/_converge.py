@@ -29,6 +29,17 @@ RECREATE = "recreated"
 START = "started"
 REMOVE = "removed"
 UNCHANGED = "unchanged"
+#: A replacement that failed: the new container was removed and the old one runs again (same id).
+ROLLED_BACK = "rolled back"
+#: Needs replacing but was not replaced (replace=false, or the rollout on the host stopped first).
+PENDING = "pending"
+#: Could not be done and was not attempted (its image cannot be had); the container is untouched.
+FAILED = "failed"
+
+#: Pull policies (module option `pull`, per-document key `pull`).
+PULL_POLICIES = ("missing", "always", "never")
+#: A replacement is created under `<name>` + TEMP_SUFFIX and renamed once it is proven.
+TEMP_SUFFIX = ".sf-next"
 
 #: Docker states that are fixed by starting (or unpausing) the existing container.
 STARTABLE_STATES = ("exited", "created", "paused")
@@ -41,6 +52,59 @@ REQUIRED_KEYS = ("name", "cluster", "image")
 
 class DocumentError(ValueError):
     """The container documents handed to the module are unusable; nothing was touched."""
+
+
+def temp_name(name: str) -> str:
+    """The name a replacement runs under until the old container is gone."""
+    return name + TEMP_SUFFIX
+
+
+def is_temp(name: str) -> bool:
+    return name.endswith(TEMP_SUFFIX)
+
+
+def pull_policy(doc: t.Mapping[str, t.Any], default: str = "missing") -> str:
+    """The document's own `pull` key wins over the module's option."""
+    return doc.get("pull") or default
+
+
+def images_to_pull(docs: t.Sequence[t.Mapping[str, t.Any]], image_ids: t.Mapping[str, t.Optional[str]],
+                   default: str = "missing") -> t.List[str]:
+    """Image references to pull before anything is stopped: every `always` one, and every absent
+    one unless all documents using it say `never`."""
+    policies: t.Dict[str, t.Set[str]] = {}
+    for doc in docs:
+        policies.setdefault(doc["image"], set()).add(pull_policy(doc, default))
+    return sorted(ref for ref, wanted in policies.items()
+                  if "always" in wanted or (image_ids.get(ref) is None and wanted != {"never"}))
+
+
+def parallelism(doc: t.Optional[t.Mapping[str, t.Any]]) -> int:
+    """How many instances of the document's deploy may be replaced at once (`update.parallelism`)."""
+    update = (doc or {}).get("update") or {}
+    return max(1, int(update.get("parallelism") or 1))
+
+
+def replacement_batches(actions: t.Sequence[Action], max_parallel: int) -> t.List[t.List[Action]]:
+    """Batches of at most `max_parallel` replacements holding at most `update.parallelism`
+    instances of any one deploy, in name order (a batch is filled greedily from the front)."""
+    size = max(1, max_parallel)
+    rest = list(actions)
+    groups: t.List[t.List[Action]] = []
+    while rest:
+        batch: t.List[Action] = []
+        per_deploy: t.Dict[str, int] = {}
+        for action in list(rest):
+            if len(batch) >= size:
+                break
+            deploy = str((action.doc or {}).get("deploy") or action.name)
+            if per_deploy.get(deploy, 0) >= parallelism(action.doc):
+                continue
+            per_deploy[deploy] = per_deploy.get(deploy, 0) + 1
+            batch.append(action)
+            rest.remove(action)
+        groups.append(batch)
+    return groups
 
 
 def container_labels(doc: t.Mapping[str, t.Any]) -> t.Dict[str, str]:
@@ -101,10 +165,12 @@ class Plan:
     rollout: t.Tuple[Action, ...]  # create / recreate / start, in name order, batched by the caller
     unchanged: t.Tuple[Action, ...]
     warnings: t.Tuple[str, ...] = ()
+    pending: t.Tuple[Action, ...] = ()  # need replacing, left as they are (replace=false or after a failure)
+    failed: t.Tuple[Action, ...] = ()  # cannot be done (image unavailable), untouched; each is an error
 
     @property
     def actions(self) -> t.List[Action]:
-        return sorted(self.removals + self.rollout + self.unchanged, key=lambda a: a.name)
+        return sorted(self.removals + self.rollout + self.unchanged + self.pending + self.failed, key=lambda a: a.name)
 
     @property
     def changed(self) -> bool:
@@ -131,14 +197,21 @@ def validate(docs: t.Sequence[t.Mapping[str, t.Any]], cluster: str) -> None:
             problems.append("%s: container name %s appears twice" % (where, name))
         seen.add(name)
         env = doc.get("env") or {}
-        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-            problems.append("%s (%s): env must map names to strings (quote numbers and booleans)" % (where, name))
+        if not isinstance(env, dict) or not all(isinstance(v, str) or _is_secret_ref(v) for v in env.values()):
+            problems.append("%s (%s): env must map names to strings (quote numbers and booleans) or to {secret: NAME}"
+                            % (where, name))
+        if doc.get("pull") is not None and doc["pull"] not in PULL_POLICIES:
+            problems.append("%s (%s): pull must be one of %s" % (where, name, ", ".join(PULL_POLICIES)))
     if problems:
         raise DocumentError("; ".join(problems))
 
 
+def _is_secret_ref(value: t.Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secret"} and isinstance(value["secret"], str)
+
+
 def _observed_by_name(observed: t.Iterable[Observed]) -> t.Dict[str, Observed]:
-    return {o.name: o for o in observed}
+    return {o.name: o for o in observed if not is_temp(o.name)}
 
 
 def missing_names(docs: t.Sequence[t.Mapping[str, t.Any]], observed: t.Iterable[Observed]) -> t.List[str]:
@@ -176,6 +249,10 @@ def plan(
     image_ids: t.Mapping[str, t.Optional[str]],
     prune: bool = True,
     foreign: t.Optional[t.Mapping[str, str]] = None,
+    replace: bool = True,
+    unavailable: t.Optional[t.Mapping[str, str]] = None,
+    would_pull: t.AbstractSet[str] = frozenset(),
+    prune_all: bool = False,
 ) -> Plan:
     """The actions that bring the host to `docs`.
 
@@ -183,8 +260,17 @@ def plan(
     image reference to the local image id (None: not present locally, so it cannot be compared);
     `foreign` maps names of containers *without* the cluster label to their ids — a desired
     name found there is an error (raised as DocumentError), never a removal.
+
+    `unavailable` maps image references that cannot be had (pull failed, or absent with
+    pull: never) to the reason: their containers are FAILED and left untouched, and no container
+    of the host is replaced (a failure stops the rollout before it starts). `would_pull` (check
+    mode) are references a real run pulls first; an absent one makes its container change.
+    With `replace` false, containers that need replacing are PENDING instead. An empty `docs`
+    removes nothing unless `prune_all`. Leftover temporary containers (TEMP_SUFFIX) of an
+    interrupted replacement are always removed.
     """
     have = _observed_by_name(observed)
+    unavailable = unavailable or {}
     clashes = sorted(d["name"] for d in docs if d["name"] not in have and d["name"] in (foreign or {}))
     if clashes:
         raise DocumentError(
@@ -192,13 +278,19 @@ def plan(
             "remove or rename them by hand: stackfleet never touches containers it does not own"
             % (", ".join(clashes), LABEL_CLUSTER))
     rollout, unchanged, warnings = [], [], []  # type: t.List[Action], t.List[Action], t.List[str]
+    pending, failed = [], []  # type: t.List[Action], t.List[Action]
     for doc in sorted(docs, key=lambda d: d["name"]):
         name = doc["name"]
         obs = have.get(name)
+        if doc["image"] in unavailable:
+            failed.append(Action(name, FAILED, "image %s: %s" % (doc["image"], unavailable[doc["image"]]), doc, obs))
+            continue
         if obs is None:
-            rollout.append(Action(name, CREATE, "missing", doc))
+            rollout.append(Action(name, CREATE, "missing" + (" (would pull %s)" % doc["image"] if doc["image"] in would_pull else ""), doc))
             continue
         why = _drift(doc, obs, image_ids.get(doc["image"]))
+        if why is None and doc["image"] in would_pull and image_ids.get(doc["image"]) is None:
+            why = "image %s is not on the host: a real run pulls it and replaces the container if it differs" % doc["image"]
         if why:
             rollout.append(Action(name, RECREATE, why, doc, obs))
         elif obs.state in STARTABLE_STATES:
@@ -208,14 +300,22 @@ def plan(
             if obs.state == "restarting" or "(unhealthy)" in obs.status:
                 warnings.append("%s is %s: its configuration is current, so stackfleet leaves it to its restart "
                                 "policy; see `docker logs %s`" % (name, obs.status or obs.state, name))
+    if not replace or failed:
+        held = "replace is false" if not replace else "not replaced: image problems on this host (%s) stop its rollout" % (
+            ", ".join(a.name for a in failed))
+        pending = [Action(a.name, PENDING, "%s (%s)" % (a.reason, held), a.doc, a.observed) for a in rollout if a.action == RECREATE]
+        rollout = [a for a in rollout if a.action != RECREATE]
     wanted = {d["name"] for d in docs}
-    removals = []
-    for obs in sorted(observed, key=lambda o: o.name):
-        if obs.name in wanted:
-            continue
-        if prune:
-            removals.append(Action(obs.name, REMOVE, _removal_reason(obs, wanted), None, obs))
-    return Plan(tuple(removals), tuple(rollout), tuple(unchanged), tuple(warnings))
+    removals = [Action(o.name, REMOVE, "leftover of an interrupted replacement", None, o)
+                for o in sorted(observed, key=lambda o: o.name) if is_temp(o.name)]
+    if prune and not docs and not prune_all and have:
+        warnings.append("no container documents for cluster %s on this host: nothing is removed (%d container(s) of the "
+                        "cluster stay); set prune_all: true to empty the host" % (
+                            next(iter(have.values())).labels.get(LABEL_CLUSTER), len(have)))
+    elif prune:
+        removals += [Action(o.name, REMOVE, _removal_reason(o, wanted), None, o)
+                     for o in sorted(have.values(), key=lambda o: o.name) if o.name not in wanted]
+    return Plan(tuple(removals), tuple(rollout), tuple(unchanged), tuple(warnings), tuple(pending), tuple(failed))
 
 
 def _removal_reason(obs: Observed, wanted: t.AbstractSet[str]) -> str:
