@@ -187,6 +187,45 @@ def test_config_hash_is_pinned():
     assert _desired.config_hash(_doc()) == "a12f52d375b029e40c4b37edc86f64c73a72516a34d33d3e37869c924a8833c5"
 
 
+#: Every document of the contract's example under FORMAT_DOC_PLACEMENT, hashed by 0.1 (computed before
+#: pull/update/secrets existed). New bookkeeping keys (`update` is now in every document) must not move them.
+HASHES_0_1 = {
+    "prod.lamp-1.mysql": "a12f52d375b029e40c4b37edc86f64c73a72516a34d33d3e37869c924a8833c5",
+    "prod.lamp-1.web": "ae086746111de83033efbee87091e9917078d7da6c6151606258aff9abd0294f",
+    "prod.lamp-2.mysql": "07a5228d690da1cc303b596b912a57b9268d63c4cc156773191975b4785c3f91",
+    "prod.lamp-2.web": "b4e6dba980e3ac6fcb5af293361ff29be621e2fcdad8410acd1e1e926cd61252",
+    "prod.lamp-3.mysql": "cf13826884f4a6fe5d94f90bfdd316975143933d4b4362511b5333ecc3ae2719",
+    "prod.lamp-3.web": "34bf24fa6092dfe46c4f812c0149d61ab65a4b2f28a6ae891e4d0e2068e1ba46",
+    "prod.lamp-4.mysql": "a3eb3854db64889ebb343d3b841559cb2d4f0be10b6820efad5e2d46060b72b6",
+    "prod.lamp-4.web": "c1ed757e7a61234438b0be7e91c6445c122c25f3880bdac39bfabd1db5f227df",
+    "prod.lamp-5.mysql": "4a08834fb27f7516da616553ba9a6bbf61f904e867554044788eefcb2e0ee5bf",
+    "prod.lamp-5.web": "46aaf7223816200dd93a0a4be7ad5f2834d6cacac9f5ef0c7bc822090c6cf7fe",
+    "prod.lb-1.lb": "96c3c2c61e769c56cd111eeae461197796142e357d75c4eef5ed2f876ece296d",
+    "prod.lb-2.lb": "b4b644615e9ce2e104ff6651f09c1ad42396fa7bd8e02d73358dd4fb5378fc47",
+    "prod.node-exporter-n1.node-exporter": "2c2bcbfb2a4400bac4a87a552097e3b2b29d4cb913d187b10cd1e0018fd5efdf",
+    "prod.node-exporter-n2.node-exporter": "2a27fbb0cb95290344fd405387066473fc3c2da740af08244572fa8670acd411",
+}
+
+#: The 0.1 document of prod.lamp-1.mysql, written out: its hash must never move.
+DOC_0_1 = {
+    "name": "prod.lamp-1.mysql", "cluster": "prod", "deploy": "lamp", "instance": "lamp-1", "service": "mysql", "host": "n1",
+    "image": "mariadb:11", "command": ["mysqld", "--max-connections=500"], "entrypoint": None, "env": {"MARIADB_DATABASE": "app"},
+    "ports": [{"container_port": 3306, "protocol": "tcp", "host_port": 3306, "host_ip": ""}],
+    "volumes": [{"source": "mysql-data", "target": "/var/lib/mysql", "read_only": False}], "labels": {"team": "data"},
+    "restart": "unless-stopped", "network_mode": "host", "resources": {"cpus": 1.0, "memory_mb": 1024},
+    "healthcheck": {"test": ["CMD", "mysqladmin", "ping"], "interval": 5.0, "timeout": 30.0, "retries": 10, "start_period": 0.0},
+}
+
+
+def test_config_hash_of_every_rendered_document_is_the_0_1_hash():
+    docs = _by_name(_desired.render(FORMAT_DOC, FORMAT_DOC_PLACEMENT, HOSTS))
+    assert {name: _desired.config_hash(doc) for name, doc in docs.items()} == HASHES_0_1
+
+
+def test_config_hash_of_a_literal_0_1_document_is_pinned():
+    assert _desired.config_hash(DOC_0_1) == "a12f52d375b029e40c4b37edc86f64c73a72516a34d33d3e37869c924a8833c5"
+
+
 def test_config_hash_ignores_bookkeeping_order_and_number_spelling():
     doc = _doc()
     reordered = dict(reversed(list(doc.items())))
