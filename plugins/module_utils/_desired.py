@@ -19,9 +19,11 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils import _refs
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Deploy, Host, Spec
 from ansible_collections.stackfleet.cluster.plugins.module_utils._spec import SpecError
 
-#: Document fields that say where a container is, not what it is: moving a document to
-#: another host does not change the container. (The name is hashed: it cannot drift.)
-BOOKKEEPING_FIELDS = ("host",)
+#: Document fields that say where a container is or how it is rolled out, not what it is:
+#: moving a document to another host, changing its pull policy or its deploy's update
+#: parallelism does not change the container. (The name is hashed: it cannot drift.)
+#: A document without new features must hash as in 0.1, so new non-container keys go here.
+BOOKKEEPING_FIELDS = ("host", "pull", "update")
 
 
 class RenderError(SpecError):
@@ -164,12 +166,14 @@ def _document(spec: Spec, unit: _Unit, name: str, resolve: t.Callable[[_refs.Ref
     for field in ("command", "entrypoint"):
         if config.get(field) is not None:
             config[field] = [_refs.substitute(item, resolve) for item in config[field]]
-    config["env"] = {key: _refs.substitute(value, resolve) for key, value in config.get("env", {}).items()}
+    config["env"] = {key: _refs.substitute(value, resolve) if isinstance(value, str) else value  # a {secret: NAME} stays a reference
+                     for key, value in config.get("env", {}).items()}
     for volume in config.get("volumes", ()):
         volume["source"] = _refs.substitute(volume["source"], resolve)
     document = {"name": name, "cluster": spec.cluster, "deploy": unit.deploy.key, "instance": unit.instance,
                 "service": unit.service, "host": unit.host, "image": service.image}
     document.update(config)
+    document["update"] = {"parallelism": unit.deploy.parallelism}
     return document
 
 

@@ -92,6 +92,7 @@ class Deploy:
     host: t.Optional[str] = None  # pinned host name
     # Extensions beyond stack-format.md (documented in docs/stack-file.md):
     affinity: t.Tuple[str, ...] = ()  # deploy keys that must already run on the chosen host
+    parallelism: int = 1  # update.parallelism: instances replaced at once, cluster-wide
 
 
 @dataclasses.dataclass(frozen=True)

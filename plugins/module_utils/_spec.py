@@ -40,7 +40,8 @@ __all__ = ("NAME", "SpecError", "load_file", "load_text", "load_data", "load_hos
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
 TOP_KEYS = ("cluster", "strategy", "services", "stacks", "deploy")
 STACK_KEYS = ("services", "colocate")
-DEPLOY_KEYS = ("count", "global", "constraint", "conflicts", "max_per_host", "spread", "host", "affinity")
+DEPLOY_KEYS = ("count", "global", "constraint", "conflicts", "max_per_host", "spread", "host", "affinity", "update")
+UPDATE_KEYS = ("parallelism",)
 HOST_KEYS = ("name", "address", "labels", "capacity", "facts")
 CAPACITY_KEYS = ("cpus", "memory_mb", "memory")
 #: References allowed in a volume source: the ones that keep it a stable, valid name.
@@ -306,11 +307,18 @@ def _deploy(errs: checks.Errors, path: str, key: str, body: t.Mapping[str, t.Any
         elif host is not None and count > 1 and key in conflicts:
             errs.add(path, "count %d instances pinned to host '%s' conflict with each other (conflicts lists '%s')" % (count, host, key))
 
+    parallelism = 1
+    if body.get("update") is not None:
+        update = checks.mapping(errs, checks.join(path, "update"), body["update"], UPDATE_KEYS, what="a mapping with parallelism")
+        if update and "parallelism" in update:
+            parallelism = checks.integer(errs, checks.join(path, "update.parallelism"), update["parallelism"], 1,
+                                         "an integer of at least 1 (instances of this deploy replaced at once, cluster-wide)") or 1
+
     if len(errs.messages) != before:
         return None
     return Deploy(key=key, services=members, is_stack=is_stack, colocate=colocate, count=count, is_global=is_global,
                   constraint=constraint, constraint_fn=constraint_fn, conflicts=conflicts, max_per_host=max_per_host,
-                  spread=spread, host=host, affinity=affinity)
+                  spread=spread, host=host, affinity=affinity, parallelism=parallelism)
 
 
 def _deploy_keys(errs: checks.Errors, path: str, value: t.Any, keys: t.Sequence[str]) -> t.Tuple[str, ...]:
@@ -393,7 +401,8 @@ def _service_references(errs: checks.Errors, service: Service) -> t.Iterator[t.T
     fields: t.List[t.Tuple[str, str, bool]] = []
     for field in ("command", "entrypoint"):
         fields.extend(("%s.%s[%d]" % (base, field, i), value, False) for i, value in enumerate(config[field] or ()))
-    fields.extend(("%s.env.%s" % (base, name), value, False) for name, value in config["env"].items())
+    fields.extend(("%s.env.%s" % (base, name), value, False) for name, value in config["env"].items()
+                  if isinstance(value, str))  # a secret reference {secret: NAME} holds no reference syntax
     fields.extend(("%s.volumes[%d]" % (base, i), volume["source"], True) for i, volume in enumerate(config["volumes"]))
     for path, value, in_volume in fields:
         try:

@@ -15,13 +15,15 @@ import re
 import shlex
 import typing as t
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _refs
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _refs, _secrets
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _spec_checks as checks
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Port, Resources, Service
 from ansible_collections.stackfleet.cluster.plugins.module_utils._units import parse_cpus, parse_duration, parse_memory, show
 
 SERVICE_KEYS = ("image", "command", "entrypoint", "env", "ports", "volumes", "labels", "restart", "network_mode",
-                "resources", "healthcheck")
+                "resources", "healthcheck", "pull")
+#: Image pull policies (`pull:` of a service; absent = the containers module's own `pull` option).
+PULL_POLICIES = ("missing", "always", "never")
 RESOURCE_KEYS = ("cpus", "memory")
 HEALTHCHECK_KEYS = ("test", "interval", "timeout", "retries", "start_period")
 #: Healthcheck defaults are Docker's, so an omitted key means what it means to `docker run`.
@@ -66,6 +68,8 @@ def load_service(errs: checks.Errors, name: str, raw: t.Any) -> t.Optional[Servi
         "resources": {"cpus": resources.cpus, "memory_mb": resources.memory_mb},
         "healthcheck": _healthcheck(errs, checks.join(path, "healthcheck"), body.get("healthcheck")),
     }
+    if "pull" in body:  # only when given: absent, the containers module's option decides
+        config["pull"] = _pull(errs, checks.join(path, "pull"), body["pull"])
     if len(errs.messages) != before:
         return None
     return Service(name=name, image=image, resources=resources, ports=tuple(ports), config=config)
@@ -87,8 +91,9 @@ def _command(errs: checks.Errors, path: str, value: t.Any) -> t.Optional[t.List[
     return [checks.to_str(item) for item in items or []]
 
 
-def _env(errs: checks.Errors, path: str, value: t.Any) -> t.Dict[str, str]:
-    env = {}
+def _env(errs: checks.Errors, path: str, value: t.Any) -> t.Dict[str, t.Any]:
+    """NAME → string, or NAME → `{"secret": SECRET_NAME}` (a reference; the value is given at converge time)."""
+    env: t.Dict[str, t.Any] = {}
     if value is None:
         return env
     if isinstance(value, (list, tuple)):
@@ -105,9 +110,34 @@ def _env(errs: checks.Errors, path: str, value: t.Any) -> t.Dict[str, str]:
             errs.add(checks.join(path, name), "invalid environment variable name %s; expected no '=' or whitespace" % show(name))
         elif name in env:
             errs.add(checks.join(path, name), "set twice")
+        elif isinstance(item, t.Mapping):
+            env[name] = _secret_ref(errs, checks.join(path, name), item)
         else:
             env[name] = checks.string_value(errs, checks.join(path, name), item)
     return env
+
+
+def _secret_ref(errs: checks.Errors, path: str, value: t.Mapping[str, t.Any]) -> t.Dict[str, str]:
+    body = checks.mapping(errs, path, value, (_secrets.REF_KEY,), what="a string or a secret reference {secret: NAME}")
+    if body is None:
+        return {}
+    if _secrets.REF_KEY not in body:
+        errs.add(path, "expected a string or a secret reference {secret: NAME}, got a mapping without 'secret'")
+        return {}
+    name = body[_secrets.REF_KEY]
+    if not isinstance(name, str) or not _secrets.SECRET_NAME.fullmatch(name):
+        errs.add(checks.join(path, _secrets.REF_KEY), "expected a secret name: letters, digits and '_', not starting with a digit,"
+                 " at most 128 characters (a key of stackfleet_secrets), got %s" % show(name))
+        return {}
+    return {_secrets.REF_KEY: str(name)}
+
+
+def _pull(errs: checks.Errors, path: str, value: t.Any) -> t.Optional[str]:
+    if isinstance(value, str) and value in PULL_POLICIES:
+        return str(value)
+    errs.add(path, "expected one of %s, got %s%s" % (", ".join(PULL_POLICIES), show(value),
+                                                     checks.suggest(value, PULL_POLICIES) if isinstance(value, str) else ""))
+    return None
 
 
 def _labels(errs: checks.Errors, path: str, value: t.Any) -> t.Dict[str, str]:

@@ -49,6 +49,7 @@ def test_format_doc_documents():
         "network_mode": "host",
         "resources": {"cpus": 1.0, "memory_mb": 1024},
         "healthcheck": {"test": ["CMD", "mysqladmin", "ping"], "interval": 5.0, "timeout": 30.0, "retries": 10, "start_period": 0.0},
+        "update": {"parallelism": 1},
     }
     assert list(mysql)[:7] == ["name", "cluster", "deploy", "instance", "service", "host", "image"]
     web_on = {d["instance"]: d["env"]["DB_HOST"] for docs in containers.values() for d in docs if d["service"] == "web"}
@@ -182,9 +183,14 @@ def _doc():
     return _by_name(_desired.render(FORMAT_DOC, FORMAT_DOC_PLACEMENT, HOSTS))["prod.lamp-1.mysql"]
 
 
+#: The hash written on containers created now: without the in-place fields (resources, restart).
+HASH_CURRENT = "be4dd13ddca781f6a56da3b2b375d009819ac9d96ade4f6d5307375ffa79686f"
+
+
 def test_config_hash_is_pinned():
-    # Changing this value recreates every container of every cluster: only on purpose.
-    assert _desired.config_hash(_doc()) == "a12f52d375b029e40c4b37edc86f64c73a72516a34d33d3e37869c924a8833c5"
+    # Changing either value recreates every container of every cluster: only on purpose.
+    assert _desired.config_hash(_doc()) == HASH_CURRENT
+    assert _desired.config_hash(_doc(), legacy=True) == "a12f52d375b029e40c4b37edc86f64c73a72516a34d33d3e37869c924a8833c5"
 
 
 #: Every document of the contract's example under FORMAT_DOC_PLACEMENT, hashed by 0.1 (computed before
@@ -219,11 +225,20 @@ DOC_0_1 = {
 
 def test_config_hash_of_every_rendered_document_is_the_0_1_hash():
     docs = _by_name(_desired.render(FORMAT_DOC, FORMAT_DOC_PLACEMENT, HOSTS))
-    assert {name: _desired.config_hash(doc) for name, doc in docs.items()} == HASHES_0_1
+    assert {name: _desired.config_hash(doc, legacy=True) for name, doc in docs.items()} == HASHES_0_1
 
 
 def test_config_hash_of_a_literal_0_1_document_is_pinned():
-    assert _desired.config_hash(DOC_0_1) == "a12f52d375b029e40c4b37edc86f64c73a72516a34d33d3e37869c924a8833c5"
+    assert _desired.config_hash(DOC_0_1, legacy=True) == "a12f52d375b029e40c4b37edc86f64c73a72516a34d33d3e37869c924a8833c5"
+    assert _desired.config_hash(DOC_0_1) == HASH_CURRENT
+
+
+@pytest.mark.parametrize("change", [{"restart": "always"}, {"resources": {"cpus": 2.0, "memory_mb": 4096}}, {"resources": {}}])
+def test_in_place_fields_move_only_the_legacy_hash(change):
+    # docker update applies them to the running container: they must not force a new one.
+    doc = _doc()
+    assert _desired.config_hash(dict(doc, **change)) == _desired.config_hash(doc)
+    assert _desired.config_hash(dict(doc, **change), legacy=True) != _desired.config_hash(doc, legacy=True)
 
 
 def test_config_hash_ignores_bookkeeping_order_and_number_spelling():
@@ -234,14 +249,13 @@ def test_config_hash_ignores_bookkeeping_order_and_number_spelling():
     integral = dict(doc, resources={"cpus": 1, "memory_mb": 1024.0}, healthcheck=dict(doc["healthcheck"], interval=5))
     as_tuples = dict(doc, command=tuple(doc["command"]))
     assert len({_desired.config_hash(d) for d in (doc, reordered, moved, integral, as_tuples)}) == 1
+    assert len({_desired.config_hash(d, legacy=True) for d in (doc, reordered, moved, integral, as_tuples)}) == 1
 
 
 @pytest.mark.parametrize("change", [
     {"image": "mariadb:11.1"},
     {"env": {"MARIADB_DATABASE": "app2"}},
     {"command": None},
-    {"restart": "always"},
-    {"resources": {"cpus": 1.5, "memory_mb": 1024}},
     {"ports": []},
     {"labels": {}},
     {"instance": "lamp-2"},
@@ -249,6 +263,26 @@ def test_config_hash_ignores_bookkeeping_order_and_number_spelling():
 def test_config_hash_changes_with_the_container(change):
     doc = _doc()
     assert _desired.config_hash(dict(doc, **change)) != _desired.config_hash(doc)
+
+
+def test_pull_update_and_secret_references_in_documents():
+    spec = _spec_of("cluster: c\nservices:\n  db: {image: x, pull: always, env: {PW: {secret: db_password}, U: '{{ instance.id }}'}}\n"
+                    "  web: {image: y}\n"
+                    "deploy:\n  db: {count: 1, update: {parallelism: 2}}\n  web: {count: 1}\n")
+    docs = _by_name(_desired.render(spec, {"db-1": "n1", "web-1": "n2"}, HOSTS))
+    db, web = docs["c.db-1.db"], docs["c.web-1.web"]
+    assert db["env"] == {"PW": {"secret": "db_password"}, "U": "db-1"}  # the reference, never a value
+    assert (db["pull"], db["update"]) == ("always", {"parallelism": 2})
+    assert "pull" not in web and web["update"] == {"parallelism": 1}
+
+
+@pytest.mark.parametrize("bookkeeping", [{"pull": "always"}, {"pull": "never"}, {"update": {"parallelism": 5}}, {"host": "n9"}])
+def test_pull_and_update_are_bookkeeping_not_configuration(bookkeeping):
+    doc = _doc()
+    assert set(bookkeeping) <= set(_desired.BOOKKEEPING_FIELDS)
+    assert _desired.config_hash(dict(doc, **bookkeeping)) == _desired.config_hash(doc)
+    without = {k: v for k, v in doc.items() if k not in ("pull", "update")}
+    assert _desired.config_hash(without) == _desired.config_hash(doc)
 
 
 def test_config_hash_is_sha256_hex():

@@ -254,6 +254,21 @@ def test_literal_curly_braces_are_not_references():
     assert config["env"]["TEMPLATE"] == "{{ name }} and {{ instances }} and {{deploy_dir}}"
 
 
+def test_env_secret_references_and_pull_policy():
+    config = _config(env={"DB_PASSWORD": {"secret": "db_password"}, "DB_USER": "app"}, pull="always")
+    assert config["env"] == {"DB_PASSWORD": {"secret": "db_password"}, "DB_USER": "app"}
+    assert config["pull"] == "always"
+    assert "pull" not in _config()  # absent: not in the document, the module's option applies
+    text = "cluster: t\nservices:\n  web:\n    image: x\n    pull: never\n    env: {P: {secret: p_1}}\ndeploy: {web: {count: 1}}\n"
+    web = _spec.load_text(text).services["web"].config
+    assert (web["env"], web["pull"]) == ({"P": {"secret": "p_1"}}, "never")
+
+
+def test_secret_reference_is_not_scanned_for_references():
+    config = _config(env={"A": {"secret": "a"}, "B": "{{ instance.id }}"})
+    assert config["env"]["A"] == {"secret": "a"}
+
+
 # --- deploy rules
 
 
@@ -274,6 +289,17 @@ def test_deploy_extensions_and_normalisation():
         ("web", "cache"), False, ("app",), ("db",), 2, "rack")
     assert spec.deploys["db"].host == "n1"
     assert spec.deploys["cache"].count == 0 and not spec.deploys["cache"].is_stack
+
+
+def test_deploy_update_parallelism():
+    data = _minimal()
+    assert _spec.load_data(data).deploys["web"].parallelism == 1
+    data["deploy"]["web"]["update"] = {"parallelism": 3}
+    assert _spec.load_data(data).deploys["web"].parallelism == 3
+    data["deploy"]["web"]["update"] = {"parallelism": "2"}  # a survey answer
+    assert _spec.load_data(data).deploys["web"].parallelism == 2
+    data["deploy"]["web"]["update"] = {}
+    assert _spec.load_data(data).deploys["web"].parallelism == 1
 
 
 def test_constraint_runtime_errors_and_jmespath_truthiness():
