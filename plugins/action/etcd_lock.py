@@ -1,20 +1,40 @@
 # -*- coding: utf-8 -*-
 # Copyright: stackfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Fills in etcd_lock's default holder on the controller, then runs the module.
+"""Runs etcd_lock on behalf of the whole run: fills in the default holder on the controller and
+keeps the lock exactly as long as the run.
 
-The module runs in a fresh process per task (possibly on another host), so only
-the controller knows an identity that stays the same for the whole run: the
-AWX job ID, or the controller's host name and the ansible-playbook process ID
-(the parent of every worker process).
+The module runs in a fresh process per task (possibly on another host), so only the controller
+knows an identity that stays the same for the whole run: the AWX job ID, or the controller's host
+name and the ansible-playbook process ID (the parent of every worker process).
+
+With keep_alive (the default), taking the lock starts a keeper process on the controller
+(plugin_utils/_lock_keeper.py) that renews the lease every ttl/3 seconds while ansible-playbook
+runs and revokes it as soon as ansible-playbook is gone (Ctrl-C, SIGKILL, a run that ends without
+releasing). Releasing stops the keeper first.
 """
 
 from __future__ import annotations
 
 import os
 
+from ansible.errors import AnsibleActionFail
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import CONNECTION_ARGSPEC
 from ansible_collections.stackfleet.cluster.plugins.module_utils._state import run_identity
+from ansible_collections.stackfleet.cluster.plugins.plugin_utils import _lock_keeper
+
+
+def connection_params(args):
+    """The etcd connection options as the module resolves them (aliases, environment fallbacks,
+    defaults), for the keeper, which runs on the controller with the controller's environment."""
+    given = {k: v for k, v in args.items() if k in CONNECTION_ARGSPEC or any(
+        k in spec.get("aliases", ()) for spec in CONNECTION_ARGSPEC.values())}
+    result = ArgumentSpecValidator(CONNECTION_ARGSPEC).validate(given)
+    if result.error_messages:
+        raise AnsibleActionFail("etcd connection options: %s" % "; ".join(result.error_messages))
+    return {k: result.validated_parameters.get(k) for k in CONNECTION_ARGSPEC}
 
 
 class ActionModule(ActionBase):
@@ -25,8 +45,29 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         args = dict(self._task.args)
+        owner = os.getppid()  # ansible-playbook: the worker running this task is its child
         if not args.get("holder"):
-            args["holder"] = run_identity(os.getppid())
+            args["holder"] = run_identity(owner)
+        keep_alive = args.get("keep_alive", True) not in (False, "false", "False", "no", "0", 0)
+        name = str(args.get("name") or "")
+        releasing = args.get("state") == "released"
+        if releasing and keep_alive and not self._task.check_mode and name:
+            _lock_keeper.stop(name, owner)
         result.update(self._execute_module(module_name="stackfleet.cluster.etcd_lock", module_args=args,
                                            task_vars=task_vars))
+        lock = result.get("lock") or {}
+        if (not releasing and keep_alive and not result.get("failed") and not self._task.check_mode
+                and lock.get("lease_id")):
+            try:
+                keeper = _lock_keeper.start(connection_params(args), name, int(lock["lease_id"]),
+                                            int(lock.get("ttl") or args.get("ttl") or 60), owner)
+            except (_lock_keeper.KeeperError, OSError, AnsibleActionFail) as err:
+                # Give the lock back rather than hold it unrenewed: a run must not outlive its lock.
+                self._execute_module(module_name="stackfleet.cluster.etcd_lock",
+                                     module_args=dict(args, state="released"), task_vars=task_vars)
+                result.update(failed=True, changed=False, msg="took lock %r but cannot keep it alive, so released it: %s"
+                              % (name, err))
+                return result
+            result["keeper"] = {"pid": keeper.get("pid"), "interval": keeper.get("interval"),
+                                "watches_pid": owner}
         return result

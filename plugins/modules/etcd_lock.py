@@ -14,8 +14,10 @@ description:
   - The lock is the key C(/stackfleet/<name>/lock), created in a transaction only if it does not exist
     (C(create_revision == 0), etcd's lock recipe) and attached to a lease of O(ttl) seconds. Its value is
     JSON naming the holder, since when it holds the lock, and the lease ID.
-  - If the controller dies, the lease runs out after O(ttl) seconds and the lock goes with it. Long runs take the
-    lock again at checkpoints (same O(holder)), which refreshes the lease.
+  - The lock lives exactly as long as the run that took it (O(keep_alive)) - on the controller, a keeper process
+    renews the lease every O(ttl)/3 seconds while C(ansible-playbook) runs and revokes it as soon as
+    C(ansible-playbook) is gone (it ended without releasing, Ctrl-C, SIGKILL). If the controller itself dies,
+    the lease runs out after O(ttl) seconds and the lock goes with it.
 extends_documentation_fragment:
   - stackfleet.cluster.etcd
   - stackfleet.cluster.attributes
@@ -46,9 +48,22 @@ options:
     type: str
   ttl:
     description:
-      - Lease seconds. etcd raises very small values to its minimum (about 2 seconds with default timings).
+      - Lease seconds. With O(keep_alive) this only bounds how long a lock outlives a controller that died with its
+        keeper (the keeper renews it while the run lasts); without it, how long the run may take.
+      - etcd raises very small values to its minimum (about 2 seconds with default timings).
     type: int
-    default: 300
+    default: 60
+  keep_alive:
+    description:
+      - With O(state=acquired), start a keeper process on the controller that renews the lease every O(ttl)/3 seconds
+        while the C(ansible-playbook) process of this run is alive, and revokes it when that process is gone.
+        With O(state=released), stop this run's keeper first.
+      - The keeper runs on the controller with the controller's Python and reaches O(endpoints) from there, whatever
+        host the task is delegated to. It is found by a state file in C(<tmp>/stackfleet-<uid>/) (see docs/etcd.md).
+      - V(false) leaves the lease to run out after O(ttl) seconds unless the lock is taken again (same O(holder)),
+        which refreshes it.
+    type: bool
+    default: true
   wait_timeout:
     description:
       - Seconds to wait for another holder to release the lock before failing with a message naming the holder.
@@ -60,7 +75,8 @@ options:
     type: bool
     default: false
 notes:
-  - An action plugin fills in the default O(holder) on the controller; the etcd calls are made by the module.
+  - An action plugin fills in the default O(holder) on the controller and runs the keeper there; the etcd calls to take
+    and release are made by the module.
 author:
   - stackfleet maintainers (@stackfleet)
 """
@@ -69,7 +85,7 @@ EXAMPLES = r"""
 - name: Take the cluster lock for this run (wait up to 10 minutes for another run)
   stackfleet.cluster.etcd_lock:
     name: prod
-    ttl: 900
+    ttl: 30
     wait_timeout: 600
   run_once: true
   delegate_to: localhost
@@ -140,7 +156,8 @@ def main() -> None:
         name=dict(type="str", required=True),
         state=dict(type="str", default="acquired", choices=["acquired", "released"]),
         holder=dict(type="str"),
-        ttl=dict(type="int", default=300),
+        ttl=dict(type="int", default=60),
+        keep_alive=dict(type="bool", default=True),  # carried out by the action plugin
         wait_timeout=dict(type="int", default=0),
         force=dict(type="bool", default=False),
     )

@@ -1,0 +1,288 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The lock keeper: keeps a run lock's lease alive exactly as long as the run that took it.
+
+`etcd_lock`'s action plugin starts one keeper per lock it takes, on the controller, as a
+detached process run with the controller's own interpreter:
+
+    python -m ansible_collections.stackfleet.cluster.plugins.plugin_utils._lock_keeper  < job (JSON)
+
+The keeper renews the lease (`/lease/keepalive`) every `interval` seconds (ttl/3) while the
+ansible-playbook process that took the lock (its PID and start time) is alive. When that
+process is gone (normal end without release, Ctrl-C, SIGKILL, a crashed controller process)
+it revokes the lease, so the lock goes at once, and exits. Releasing the lock stops the keeper
+first (SIGTERM, found by its state file). If the keeper itself dies, the short lease runs
+out after `ttl` seconds: that is the bound on how long a dead run can block the next one.
+
+State files live in a private folder of the temporary directory, one per lock and run:
+`<tmp>/stackfleet-<uid>/lock-<name>-<ansible-playbook pid>.json` (and `.log`).
+All etcd traffic goes through `_etcd.EtcdClient`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import typing as t
+
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import EtcdClient, EtcdError, client_from_params
+
+MODULE = "ansible_collections.stackfleet.cluster.plugins.plugin_utils._lock_keeper"
+POLL = 0.5  # seconds between checks that the run is still there
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 5.0
+
+
+class KeeperError(Exception):
+    """The keeper could not be started (the message carries its log)."""
+
+
+# ---------------------------------------------------------------- processes
+
+def process_start(pid: int) -> t.Optional[str]:
+    """The process's start time in clock ticks since boot (Linux /proc), None when unknown.
+    Together with the PID it names one process: a recycled PID has another start time."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            raw = handle.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    fields = raw.rpartition(")")[2].split()  # the command name may contain spaces and ')'
+    return fields[19] if len(fields) > 19 else None  # field 22 of stat; fields[0] is field 3
+
+
+def alive(pid: int, start: t.Optional[str] = None) -> bool:
+    """True while process `pid` runs (and, when `start` is known, is the same process)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, belongs to someone else
+    if start is not None and os.path.exists("/proc/%d" % pid):
+        return process_start(pid) == start
+    return True
+
+
+# ---------------------------------------------------------------- the loop
+
+def keep(client: t.Any, lease_id: int, owner_pid: int, owner_start: t.Optional[str], interval: float,
+         log: t.Callable[[str], None] = lambda text: None, sleep: t.Callable[[float], None] = time.sleep,
+         clock: t.Callable[[], float] = time.monotonic, is_alive: t.Callable[[int, t.Optional[str]], bool] = alive,
+         poll: float = POLL) -> str:
+    """Renew `lease_id` every `interval` seconds while the owner process lives.
+
+    Returns why it stopped: "owner gone" (the lease was revoked), "lease lost" (etcd no
+    longer knows the lease: it ran out or was revoked by a release).
+    """
+    next_renewal = clock() + interval
+    while True:
+        if not is_alive(owner_pid, owner_start):
+            log("process %d is gone: revoking lease %x" % (owner_pid, lease_id))
+            revoke(client, lease_id, log, sleep, clock, deadline=clock() + max(interval * 3, 5.0))
+            return "owner gone"
+        if clock() >= next_renewal:
+            try:
+                ttl = client.lease_keepalive(lease_id)
+            except EtcdError as err:  # etcd unreachable for a moment: try again soon, within the lease
+                log("renewing lease %x failed: %s" % (lease_id, err))
+                next_renewal = clock() + min(1.0, interval)
+            else:
+                if ttl <= 0:
+                    log("lease %x no longer exists: the lock is gone" % lease_id)
+                    return "lease lost"
+                next_renewal = clock() + interval
+        sleep(poll)
+
+
+def revoke(client: t.Any, lease_id: int, log: t.Callable[[str], None], sleep: t.Callable[[float], None],
+           clock: t.Callable[[], float], deadline: float) -> bool:
+    """Revoke the lease, retrying until `deadline` (then it runs out by itself)."""
+    while True:
+        try:
+            client.lease_revoke(lease_id)
+            return True
+        except EtcdError as err:
+            log("revoking lease %x failed: %s" % (lease_id, err))
+            if clock() >= deadline:
+                return False
+            sleep(1.0)
+
+
+# ---------------------------------------------------------------- files
+
+def run_dir() -> str:
+    """A folder only this user can write, for keeper state files and logs."""
+    path = os.path.join(tempfile.gettempdir(), "stackfleet-%d" % os.getuid())
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
+        raise KeeperError("%s is not a private folder of this user; remove it" % path)
+    return path
+
+
+def state_path(name: str, owner_pid: int) -> str:
+    return os.path.join(run_dir(), "lock-%s-%d.json" % (name, owner_pid))
+
+
+def read_state(path: str) -> t.Optional[t.Dict[str, t.Any]]:
+    try:
+        with open(path) as handle:
+            doc = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _write_state(path: str, doc: t.Mapping[str, t.Any]) -> None:
+    tmp = path + ".tmp"
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        json.dump(doc, handle)
+    os.replace(tmp, path)
+
+
+def _is_keeper(doc: t.Mapping[str, t.Any]) -> bool:
+    pid = int(doc.get("pid") or 0)
+    return alive(pid, doc.get("pid_start"))
+
+
+# ---------------------------------------------------------------- controller side
+
+def collections_root() -> str:
+    """The folder holding `ansible_collections/` this collection was loaded from."""
+    here = os.path.abspath(__file__)
+    parts = here.split(os.sep)
+    if "ansible_collections" not in parts:
+        raise KeeperError("cannot find the ansible_collections folder above %s" % here)
+    index = len(parts) - 1 - parts[::-1].index("ansible_collections")
+    return os.sep.join(parts[:index]) or os.sep
+
+
+def start(connection: t.Mapping[str, t.Any], name: str, lease_id: int, ttl: int, owner_pid: int,
+          python: t.Optional[str] = None) -> t.Dict[str, t.Any]:
+    """Start (or keep) the keeper of lock `name` for the run `owner_pid`; returns its state.
+
+    A keeper already keeping this lease is left alone; one keeping another lease of the
+    same lock and run is stopped first.
+    """
+    path = state_path(name, owner_pid)
+    current = read_state(path)
+    if current and _is_keeper(current):
+        if int(current.get("lease_id") or 0) == lease_id:
+            return current
+        stop(name, owner_pid)
+    prune_logs()
+    interval = max(ttl / 3.0, 0.5)
+    job = {"connection": dict(connection), "lease_id": lease_id, "owner_pid": owner_pid,
+           "owner_start": process_start(owner_pid), "interval": interval, "state_file": path, "name": name}
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (collections_root(), env.get("PYTHONPATH")) if p)
+    log_path = path[:-len(".json")] + ".log"
+    with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as log:
+        proc = subprocess.Popen([python or sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=log,
+                                stderr=subprocess.STDOUT, cwd="/", env=env, close_fds=True, start_new_session=True)
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(job).encode("utf-8"))
+    proc.stdin.close()
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        state = read_state(path)
+        if state and state.get("pid") == proc.pid:
+            return state
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+    with open(log_path, errors="replace") as handle:
+        raise KeeperError("the lock keeper did not start (exit %s): %s" % (proc.poll(), handle.read()[-2000:]))
+
+
+def stop(name: str, owner_pid: int) -> t.Optional[t.Dict[str, t.Any]]:
+    """Stop the keeper of lock `name` for run `owner_pid`, if there is one; returns its state."""
+    path = state_path(name, owner_pid)
+    current = read_state(path)
+    if not current:
+        return None
+    pid = int(current.get("pid") or 0)
+    if _is_keeper(current):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while alive(pid, current.get("pid_start")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    _remove(path)
+    _remove(path[:-len(".json")] + ".log")  # a released lock leaves nothing; an abandoned one leaves its log
+    return current
+
+
+def prune_logs(max_age: float = 7 * 86400.0) -> None:
+    """Forget the logs of keepers of runs that ended without releasing, after a week."""
+    folder = run_dir()
+    for entry in os.listdir(folder):
+        path = os.path.join(folder, entry)
+        try:
+            if entry.endswith(".log") and time.time() - os.lstat(path).st_mtime > max_age:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+# ---------------------------------------------------------------- keeper side
+
+def _log(text: str) -> None:
+    sys.stdout.write("%s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), text))
+    sys.stdout.flush()
+
+
+def _stopped(signum: int, frame: t.Any) -> None:
+    raise SystemExit(0)
+
+
+def main() -> int:
+    job = json.loads(sys.stdin.read())
+    os.close(0)
+    signal.signal(signal.SIGTERM, _stopped)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the run must not stop us first
+    path = job["state_file"]
+    client: EtcdClient = client_from_params(job["connection"])
+    _write_state(path, {"pid": os.getpid(), "pid_start": process_start(os.getpid()), "lease_id": job["lease_id"],
+                        "owner_pid": job["owner_pid"], "name": job["name"], "interval": job["interval"]})
+    _log("keeping lease %x of lock %r every %.1fs while process %d runs" % (
+        job["lease_id"], job["name"], job["interval"], job["owner_pid"]))
+    try:
+        why = keep(client, int(job["lease_id"]), int(job["owner_pid"]), job.get("owner_start"),
+                   float(job["interval"]), log=_log)
+        _log("stopped: " + why)
+    except SystemExit:
+        _log("stopped: released")
+        return 0  # stop() removes the state file
+    current = read_state(path)
+    if current and current.get("pid") == os.getpid():
+        _remove(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""The lock keeper's loop against a fake etcd and a fake clock (no processes, no network)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import EtcdConnectionError
+from ansible_collections.stackfleet.cluster.plugins.plugin_utils import _lock_keeper
+
+
+class FakeEtcd:
+    def __init__(self, ttl=30, fail_renewals=0):
+        self.ttl = ttl
+        self.renewals = []
+        self.revoked = []
+        self.fail_renewals = fail_renewals
+        self.fail_revokes = 0
+
+    def lease_keepalive(self, lease_id):
+        if self.fail_renewals:
+            self.fail_renewals -= 1
+            raise EtcdConnectionError("cannot reach etcd: timed out")
+        self.renewals.append(lease_id)
+        return 0 if lease_id in self.revoked else self.ttl
+
+    def lease_revoke(self, lease_id):
+        if self.fail_revokes:
+            self.fail_revokes -= 1
+            raise EtcdConnectionError("cannot reach etcd: refused")
+        self.revoked.append(lease_id)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def run(etcd, owner_alive_until, interval=10.0, clock=None):
+    clock = clock or Clock()
+    why = _lock_keeper.keep(etcd, 7, 4242, "start", interval, sleep=clock.sleep, clock=clock,
+                            is_alive=lambda pid, start: clock.now < owner_alive_until)
+    return why, clock
+
+
+def test_renews_every_interval_while_the_run_lives_then_revokes():
+    etcd = FakeEtcd()
+    why, clock = run(etcd, owner_alive_until=95.0)
+    assert why == "owner gone"
+    assert len(etcd.renewals) == 9  # at 10, 20, .. 90 s
+    assert etcd.revoked == [7]
+    assert clock.now - 95.0 <= _lock_keeper.POLL  # noticed within one poll
+
+
+def test_a_lease_that_is_gone_stops_the_keeper_without_revoking():
+    etcd = FakeEtcd(ttl=0)
+    why, _clock = run(etcd, owner_alive_until=1e9)
+    assert why == "lease lost" and etcd.revoked == []
+
+
+def test_etcd_unreachable_for_a_moment_is_retried_within_the_lease():
+    etcd = FakeEtcd(fail_renewals=3)
+    why, _clock = run(etcd, owner_alive_until=30.0)
+    assert why == "owner gone"
+    assert etcd.renewals  # renewed once etcd answered again, well before the next interval
+    assert etcd.revoked == [7]
+
+
+def test_revoke_is_retried_then_given_up_to_the_ttl():
+    etcd = FakeEtcd()
+    etcd.fail_revokes = 2
+    why, _clock = run(etcd, owner_alive_until=1.0)
+    assert why == "owner gone" and etcd.revoked == [7]
+    etcd = FakeEtcd()
+    etcd.fail_revokes = 10_000
+    why, clock = run(etcd, owner_alive_until=1.0, interval=1.0)
+    assert why == "owner gone" and etcd.revoked == [] and clock.now < 10
+
+
+def test_alive_knows_this_process_and_a_recycled_pid():
+    me = os.getpid()
+    start = _lock_keeper.process_start(me)
+    assert _lock_keeper.alive(me, start)
+    if start is not None:  # Linux: another start time is another process
+        assert not _lock_keeper.alive(me, str(int(start) + 1))
+    assert not _lock_keeper.alive(0)
+
+
+def test_state_files_are_private(tmp_path, monkeypatch):
+    monkeypatch.setattr(_lock_keeper.tempfile, "gettempdir", lambda: str(tmp_path))
+    path = _lock_keeper.state_path("prod", 42)
+    assert path == os.path.join(str(tmp_path), "stackfleet-%d" % os.getuid(), "lock-prod-42.json")
+    assert os.stat(os.path.dirname(path)).st_mode & 0o777 == 0o700
+    os.chmod(os.path.dirname(path), 0o777)
+    with pytest.raises(_lock_keeper.KeeperError, match="private"):
+        _lock_keeper.run_dir()
+
+
+def test_stop_without_a_keeper_is_a_no_op(tmp_path, monkeypatch):
+    monkeypatch.setattr(_lock_keeper.tempfile, "gettempdir", lambda: str(tmp_path))
+    assert _lock_keeper.stop("prod", 42) is None
+
+
+def test_collections_root_is_above_ansible_collections():
+    root = _lock_keeper.collections_root()
+    assert os.path.isdir(os.path.join(root, "ansible_collections", "stackfleet", "cluster"))
