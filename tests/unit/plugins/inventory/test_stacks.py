@@ -130,6 +130,22 @@ def test_untrusted_strips_template_trust_everywhere_and_templar_leaves_it_alone(
     assert templar.template(trusted) == 42  # what would happen without untrusted()
 
 
+def test_container_documents_carry_only_secret_references_and_stay_untrusted_when_nested():
+    from ansible_collections.stackfleet.cluster.plugins.module_utils import _desired
+
+    spec = _spec.load_text("cluster: c\nservices:\n  db:\n    image: x\n    env: {PW: {secret: db_password}, T: '{{ 7*6 }}'}\n"
+                           "deploy: {db: {count: 1}}\n")
+    hosts = _spec.load_hosts([{"name": "n1"}])
+    docs = _desired.render(spec, _placement.plan(spec, hosts).assignments, hosts)["n1"]
+    # as if a loader had trusted every string: untrusted() must strip it inside the nested reference too
+    trusted = [dict(d, env={"PW": {"secret": trust_as_template("{{ 7*6 }}")}, "T": trust_as_template(d["env"]["T"])}) for d in docs]
+    value = _inventory.untrusted(trusted)
+    assert docs[0]["env"] == {"PW": {"secret": "db_password"}, "T": "{{ 7*6 }}"}
+    assert not is_trusted_as_template(value[0]["env"]["PW"]["secret"]) and not is_trusted_as_template(value[0]["env"]["T"])
+    templar = Templar(variables={"v": value})
+    assert templar.template(trust_as_template("{{ v[0].env }}")) == {"PW": {"secret": "{{ 7*6 }}"}, "T": "{{ 7*6 }}"}
+
+
 @pytest.mark.parametrize("path, wanted", [
     ("prod.stackfleet.yml", True), ("prod.stackfleet.yaml", True), ("stackfleet.yml", False),
     ("prod.yml", False), ("prod.stackfleet.yml.bak", False)])
