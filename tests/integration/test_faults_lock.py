@@ -221,3 +221,29 @@ def test_a_run_longer_than_the_lease_keeps_the_lock_and_a_second_run_waits(lock_
         assert proc.wait(timeout=30) == 0  # the first run released its own lock: it still held it
     assert _state.read_lock(client, CLUSTER) is None
     print("\nlong run: lease 3 s held 12 s; a waiting run got the lock after %.1fs" % took)
+
+
+# ---------------------------------------------------------------- no state store
+
+
+def test_plan_without_etcd(lock_lab, tmp_path, monkeypatch):
+    """An inventory without etcd endpoints (and none in the environment) plans and diffs without
+    a state store; 0.1 took `lookup('env', A, B)`'s "," for endpoints and failed on 127.0.0.1:2379."""
+    import yaml
+
+    lab, stack_file = lock_lab
+    for name in ("ETCDCTL_ENDPOINTS", "ETCD_ENDPOINTS"):
+        monkeypatch.delenv(name, raising=False)
+    with open(lab.inventory_path) as handle:
+        inventory = yaml.safe_load(handle)
+    for key in [k for k in inventory["all"]["vars"] if k.startswith("stackfleet_etcd_")]:
+        del inventory["all"]["vars"][key]
+    del inventory["all"]["children"]["etcd"]
+    path = tmp_path / "no-etcd.yml"
+    path.write_text(yaml.safe_dump(inventory))
+    before = containers(lab)
+    run = ansible_playbook("playbooks/plan.yml", str(path), {"stackfleet_stack_file": stack_file})
+    assert run.rc == 0, run.stdout[-3000:]
+    assert "Read the previous placement from etcd" in run.stdout
+    assert "skipping: [localhost]" in run.stdout.split("Read the previous placement from etcd", 1)[1].split("TASK", 1)[0]
+    assert containers(lab) == before
