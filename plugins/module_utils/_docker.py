@@ -17,12 +17,17 @@ import typing as t
 from ansible.module_utils.basic import env_fallback
 from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import (
     CREATE,
+    FAILED,
+    PENDING,
     RECREATE,
+    ROLLED_BACK,
     Action,
     Observed,
     Plan,
     batches,
     container_labels,
+    replacement_batches,
+    temp_name,
 )
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_CLUSTER
 
@@ -175,7 +180,7 @@ def _restart_policy(restart: t.Optional[str]) -> t.Optional[t.Dict[str, t.Any]]:
     return policy
 
 
-def create_arguments(api: t.Any, doc: t.Mapping[str, t.Any]) -> t.Dict[str, t.Any]:
+def create_arguments(api: t.Any, doc: t.Mapping[str, t.Any], name: t.Optional[str] = None) -> t.Dict[str, t.Any]:
     """Keyword arguments for `APIClient.create_container` from a container document
     (docs/architecture.md, "Container documents"). Each key is translated here and only here."""
     # With the host's network a container listens on the host directly: Docker refuses port
@@ -203,7 +208,7 @@ def create_arguments(api: t.Any, doc: t.Mapping[str, t.Any]) -> t.Dict[str, t.An
             test=hc.get("test"), interval=_nanoseconds(hc.get("interval")), timeout=_nanoseconds(hc.get("timeout")),
             retries=hc.get("retries"), start_period=_nanoseconds(hc.get("start_period"))).items() if v is not None}
     return dict(
-        image=doc["image"], name=doc["name"], command=doc.get("command") or None, entrypoint=doc.get("entrypoint") or None,
+        image=doc["image"], name=name or doc["name"], command=doc.get("command") or None, entrypoint=doc.get("entrypoint") or None,
         environment=dict(doc.get("env") or {}) or None, labels=container_labels(doc),
         ports=[(p["container_port"], p.get("protocol") or "tcp") for p in ports] or None,
         healthcheck=healthcheck,
@@ -242,6 +247,9 @@ class Engine:
     def __init__(self, api: t.Any, url: str) -> None:
         self.api = api
         self.url = url
+        #: After apply(): container name -> (action, reason) where the outcome differs from the plan
+        #: (a replacement rolled back or failed, replacements left pending after a failed batch).
+        self.outcomes: t.Dict[str, t.Tuple[str, str]] = {}
 
     def _call(self, what: str, fn: t.Callable[..., t.Any], *args: t.Any, **kwargs: t.Any) -> t.Any:
         try:
@@ -304,9 +312,16 @@ class Engine:
         self._call("%s: stop" % name, self.api.stop, container_id, **kwargs)
         self._call("%s: remove" % name, self.api.remove_container, container_id, force=True)
 
-    def create(self, doc: t.Mapping[str, t.Any]) -> str:
-        name = doc["name"]
-        return self._call("%s: create" % name, lambda: self.api.create_container(**create_arguments(self.api, doc)))["Id"]
+    def create(self, doc: t.Mapping[str, t.Any], name: t.Optional[str] = None) -> str:
+        name = name or doc["name"]
+        return self._call("%s: create" % name, lambda: self.api.create_container(**create_arguments(self.api, doc, name)))["Id"]
+
+    def stop(self, name: str, container_id: str, stop_timeout: t.Optional[int] = None) -> None:
+        kwargs = {} if stop_timeout is None else {"timeout": stop_timeout}
+        self._call("%s: stop" % name, self.api.stop, container_id, **kwargs)
+
+    def rename(self, container_id: str, name: str) -> None:
+        self._call("%s: rename" % name, self.api.rename, container_id, name)
 
     def start(self, name: str, container_id: str, paused: bool = False) -> None:
         if paused:
@@ -317,15 +332,20 @@ class Engine:
     # Rollout -------------------------------------------------------------------------
     def apply(self, plan: Plan, max_parallel: int = 1, wait: str = "running", wait_timeout: float = 60,
               stop_timeout: t.Optional[int] = None) -> t.List[str]:
-        """Carry out `plan`; return the errors (each naming its container). One failure does not
-        stop the rest: every container is handled before the caller reports all errors."""
-        errors = []
+        """Carry out `plan`; return the errors (each naming its container).
+
+        Order: removals (they free names and ports), then creates and starts in batches of
+        `max_parallel` (a failure there does not stop the others), then replacements in batches
+        (`replacement_batches`); the first batch with a failed replacement ends the rollout on
+        this host, and the replacements after it are left as they are (PENDING in `outcomes`)."""
+        errors: t.List[str] = []
+        self.outcomes = {}
         for action in plan.removals:
             try:
                 self.remove(action.name, action.observed.id, stop_timeout)  # type: ignore[union-attr]
             except EngineError as exc:
                 errors.append(str(exc))
-        for batch in batches(plan.rollout, max_parallel):
+        for batch in batches([a for a in plan.rollout if a.action != RECREATE], max_parallel):
             started = []
             for action in batch:
                 try:
@@ -334,7 +354,73 @@ class Engine:
                     errors.append(str(exc))
             if wait != "none":
                 errors.extend(self._wait(started, wait, wait_timeout))
+        groups = replacement_batches([a for a in plan.rollout if a.action == RECREATE], max_parallel)
+        for index, batch in enumerate(groups):
+            failures = self._replace_batch(batch, wait, wait_timeout, stop_timeout)
+            if failures:
+                errors.extend(failures)
+                stopped_at = ", ".join(a.name for a in batch if a.name in self.outcomes)
+                for later in groups[index + 1:]:
+                    for action in later:
+                        self.outcomes[action.name] = (
+                            PENDING, "%s (not replaced: the rollout on this host stopped at %s)" % (action.reason, stopped_at))
+                break
         return errors
+
+    def _replace_batch(self, batch: t.Sequence[Action], wait: str, wait_timeout: float,
+                       stop_timeout: t.Optional[int]) -> t.List[str]:
+        """Replace each container of `batch` without destroying it first: create the new one under
+        its temporary name, stop the old, start the new, wait; on failure remove the new and start
+        the old again (same id); only after success remove the old and rename the new."""
+        errors: t.List[str] = []
+        created: t.List[t.Tuple[Action, str]] = []
+        for action in batch:
+            try:
+                created.append((action, self.create(action.doc, temp_name(action.name))))  # type: ignore[arg-type]
+            except EngineError as exc:
+                self.outcomes[action.name] = (FAILED, "the new container could not be created: %s" % exc)
+                errors.append("%s: not replaced, the old container runs on: %s" % (action.name, exc))
+        started: t.List[t.Tuple[Action, str]] = []
+        for action, new_id in created:
+            old = action.observed
+            try:
+                self.stop(action.name, old.id, stop_timeout)  # type: ignore[union-attr]
+                self.start(temp_name(action.name), new_id)
+            except EngineError as exc:
+                errors.append(self._rollback(action, new_id, str(exc)))
+                continue
+            started.append((action, new_id))
+        problems = self._wait_each(started, wait, wait_timeout) if wait != "none" else {}
+        for action, new_id in started:
+            if action.name in problems:
+                errors.append(self._rollback(action, new_id, problems[action.name]))
+                continue
+            try:
+                self._call("%s: remove the old container" % action.name, self.api.remove_container,
+                           action.observed.id, force=True)  # type: ignore[union-attr]
+                self.rename(new_id, action.name)
+            except EngineError as exc:
+                self.outcomes[action.name] = (FAILED, "replaced, but the swap did not complete: %s" % exc)
+                errors.append("%s: the new container runs as %s; the next run completes the swap: %s" % (
+                    action.name, temp_name(action.name), exc))
+        return errors
+
+    def _rollback(self, action: Action, new_id: str, why: str) -> str:
+        """Remove the new container (never its volumes) and start the old one again."""
+        old = action.observed
+        notes = []
+        try:
+            self._call("%s: remove the new container" % action.name, self.api.remove_container, new_id, force=True)
+        except EngineError as exc:
+            notes.append("the new container %s could not be removed (%s); the next run removes it" % (temp_name(action.name), exc))
+        if old is not None and old.state in ("running", "restarting", "paused"):
+            try:
+                self.start(action.name, old.id)
+                notes.append("the old container %s runs again" % old.id[:12])
+            except EngineError as exc:
+                notes.append("the old container %s could not be started again: %s" % (old.id[:12], exc))
+        self.outcomes[action.name] = (ROLLED_BACK, why)
+        return "%s: rolled back: %s; %s" % (action.name, why, "; ".join(notes))
 
     def _roll(self, action: Action, stop_timeout: t.Optional[int]) -> str:
         obs = action.observed
@@ -350,10 +436,14 @@ class Engine:
         return obs.id
 
     def _wait(self, started: t.Sequence[t.Tuple[Action, str]], wait: str, timeout: float) -> t.List[str]:
+        return ["%s: %s" % item for item in sorted(self._wait_each(started, wait, timeout).items())]
+
+    def _wait_each(self, started: t.Sequence[t.Tuple[Action, str]], wait: str, timeout: float) -> t.Dict[str, str]:
         """Poll the batch until each container is up: running without a restart for SETTLE_SECONDS
         (a command that dies at once is caught, not reported as running), and healthy when it has a
-        healthcheck and wait=healthy. A container that exits, restarts or turns unhealthy fails."""
-        errors = []
+        healthcheck and wait=healthy. A container that exits, restarts or turns unhealthy fails.
+        Returns container name -> what went wrong, for those that did not come up."""
+        errors: t.Dict[str, str] = {}
         pending = dict((cid, action.name) for action, cid in started)
         up_since: t.Dict[str, t.Tuple[str, float]] = {}  # cid -> (StartedAt, when first seen running)
         deadline = time.monotonic() + timeout
@@ -362,19 +452,19 @@ class Engine:
                 try:
                     state = self.state(cid)
                 except EngineError as exc:
-                    errors.append(str(exc))
+                    errors[name] = str(exc)
                     del pending[cid]
                     continue
                 problem = self._wait_problem(cid, state, wait, up_since)
                 if problem:
-                    errors.append("%s: %s" % (name, problem))
+                    errors[name] = problem
                     del pending[cid]
                 elif self._is_up(cid, state, wait, up_since):
                     del pending[cid]
             if not pending:
                 break
             if time.monotonic() >= deadline:
-                errors.extend("%s: not %s within %s s" % (name, wait, timeout) for name in sorted(pending.values()))
+                errors.update((name, "not %s within %s s" % (wait, timeout)) for name in pending.values())
                 break
             time.sleep(0.2)
         return errors

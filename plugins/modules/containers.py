@@ -12,9 +12,16 @@ version_added: 0.1.0
 description:
   - Brings the containers of one O(cluster) on one Docker engine to the list of container documents in O(containers)
     (the per-host output of M(stackfleet.cluster.stack_plan), see C(docs/architecture.md)).
-  - Creates what is missing, recreates what drifted, starts what is stopped or paused, and (with O(prune)) removes
+  - Creates what is missing, replaces what drifted, starts what is stopped or paused, and (with O(prune)) removes
     containers of the cluster that are no longer desired. Containers without the label C(io.stackfleet.cluster=<cluster>)
     are never touched; a desired name taken by such a container is an error.
+  - Nothing running is destroyed before its replacement is proven. Every image the host needs is resolved (and, by
+    O(pull), pulled) before anything is stopped. A replacement is created under the temporary name C(<name>.sf-next),
+    then the old container is stopped, the new one started and waited for (O(wait)); if it fails, the new one is removed
+    and the old one started again (same id, action V(rolled back)); only after success is the old one removed and the
+    new one renamed. Volumes are never removed.
+  - The first batch of replacements that fails ends the rollout on the host; replacements after it are left as they
+    are and listed in RV(pending).
   - Drift is decided from the C(io.stackfleet.config-hash) label the module wrote (a hash of the desired document), the
     image id the desired image reference points to now, the container state and the labels stackfleet set, never by
     comparing options with what the daemon reports back, so values the daemon normalises cause no recreate.
@@ -39,14 +46,166 @@ options:
     required: true
   containers:
     description:
-      - The container documents for this host, as C(docs/architecture.md) "Container documents" defines them
-        (keys C(name), C(cluster), C(deploy), C(instance), C(service), C(image), C(command), C(entrypoint), C(env),
-        C(ports), C(volumes), C(labels), C(restart), C(network_mode), C(resources), C(healthcheck)).
-      - Every document must belong to O(cluster). An empty list with O(prune=true) removes all of the cluster's containers.
-      - Values of C(env) are never shown in the diff, the return values or the logged module arguments (the names are).
+      - The container documents for this host, as C(docs/architecture.md) "Container documents" defines them.
+        A malformed document (a wrong type, a volume without C(source)) is rejected before any call to the engine.
+      - Every document must belong to O(cluster). An empty list removes nothing (with a warning) unless O(prune_all=true).
+      - Values of C(env) are never shown in the diff, the return values, the logged module arguments (system log) or
+        C(-vvv) output (the names are).
     type: list
     elements: dict
     required: true
+    suboptions:
+      name:
+        description: Container name, C(<cluster>.<instance>.<service>).
+        type: str
+        required: true
+      cluster:
+        description: The cluster; must equal O(cluster).
+        type: str
+        required: true
+      deploy:
+        description: The deploy key (label C(io.stackfleet.deploy)); replacements are throttled per deploy.
+        type: str
+      instance:
+        description: The instance id (label C(io.stackfleet.instance)).
+        type: str
+      service:
+        description: The service name (label C(io.stackfleet.service)).
+        type: str
+      host:
+        description: The host the plan put the container on (not part of the configuration).
+        type: str
+      image:
+        description: Image reference.
+        type: str
+        required: true
+      pull:
+        description:
+          - This container's pull policy; when not set, O(pull) applies.
+        type: str
+        choices: [missing, always, never]
+      update:
+        description: How the deploy of this container is rolled out.
+        type: dict
+        suboptions:
+          parallelism:
+            description: At most this many instances of the deploy are replaced at once (per host, and with C(site.yml) cluster-wide).
+            type: int
+            default: 1
+      command:
+        description: Command, or null for the image default.
+        type: list
+        elements: str
+      entrypoint:
+        description: Entrypoint, or null for the image default.
+        type: list
+        elements: str
+      env:
+        description:
+          - "Environment, name to value. A value is a string or C({secret: NAME}), a reference to a key of O(secrets)."
+          - Values are never logged or returned.
+        type: dict
+      ports:
+        description: Published ports (ignored with C(network_mode=host)).
+        type: list
+        elements: dict
+        suboptions:
+          container_port:
+            description: Port inside the container.
+            type: int
+            required: true
+          protocol:
+            description: C(tcp), C(udp) or C(sctp).
+            type: str
+          host_port:
+            description: Port on the host.
+            type: int
+          host_ip:
+            description: Address on the host; empty for all.
+            type: str
+      volumes:
+        description: Bind mounts and named volumes.
+        type: list
+        elements: dict
+        suboptions:
+          source:
+            description: Host path or volume name.
+            type: str
+            required: true
+          target:
+            description: Path in the container.
+            type: str
+            required: true
+          read_only:
+            description: Mount read-only.
+            type: bool
+      labels:
+        description: The user's labels; stackfleet adds its C(io.stackfleet.*) labels.
+        type: dict
+      restart:
+        description: Restart policy, C(no), C(always), C(unless-stopped) or C(on-failure[:N]).
+        type: str
+      network_mode:
+        description: Network mode, for example C(host), or null.
+        type: str
+      resources:
+        description: Limits; V(0) means no limit.
+        type: dict
+        suboptions:
+          cpus:
+            description: CPUs.
+            type: float
+          memory_mb:
+            description: Memory in MiB.
+            type: int
+      healthcheck:
+        description: Healthcheck, or null; durations in seconds.
+        type: dict
+        suboptions:
+          test:
+            description: The check, for example V([CMD, true]).
+            type: list
+            elements: str
+          interval:
+            description: Seconds between checks.
+            type: float
+          timeout:
+            description: Seconds a check may take.
+            type: float
+          retries:
+            description: Failures before unhealthy.
+            type: int
+          start_period:
+            description: Seconds of grace after start.
+            type: float
+  pull:
+    description:
+      - When to pull an image, for documents without their own C(pull) key. Pulls happen before anything is stopped.
+      - V(missing) pulls an image that is not on the host; V(always) pulls every run (a moved tag such as C(latest) then
+        points to a new image id, which is what drift compares); V(never) fails a container whose image is not on the host.
+      - A pull failure leaves the containers using the image untouched, replaces nothing on the host, and fails naming
+        the engine, the container and the image.
+    type: str
+    choices: [missing, always, never]
+    default: missing
+  replace:
+    description:
+      - V(false) does everything except replacing existing containers (creates, starts, removes); those that need
+        replacing are left as they are and listed in RV(pending). C(site.yml) converges all hosts with V(false) first,
+        then replaces host by host.
+    type: bool
+    default: true
+  prune_all:
+    description:
+      - With an empty O(containers), remove every container of the cluster on the host. Without it an empty list
+        removes nothing and warns (an empty list is more often a mistake than a wish).
+    type: bool
+    default: false
+  secrets:
+    description:
+      - "Secret values by name, for C(env) values written as C({secret: NAME})."
+    type: dict
+    default: {}
   prune:
     description:
       - Remove containers that carry the cluster label but are not in O(containers).
@@ -54,8 +213,9 @@ options:
     default: true
   max_parallel:
     description:
-      - How many containers are created, recreated or started at once. V(1) is a rolling update
+      - How many containers are created, replaced or started at once. V(1) is a rolling update
         - with O(wait), each one is up before the next is replaced.
+      - A batch of replacements never holds more instances of one deploy than the document's C(update.parallelism).
     type: int
     default: 1
   wait:
@@ -76,10 +236,13 @@ options:
       - When not set, each container's own stop timeout applies (Docker's default is 10 seconds).
     type: int
 notes:
-  - A container that fails to be created, to start or to reach O(wait) does not stop the run; all other containers are
-    handled first and the module then fails with every error, each naming its container.
-  - Missing images are pulled before anything else (not in check mode, where their containers show as to be created or
-    recreated).
+  - Creating or starting a container that fails does not stop the run; all other containers are handled first and the
+    module then fails with every error, each naming its container. A failed replacement is rolled back and ends the
+    rollout on the host.
+  - Images are pulled before anything else. In check mode nothing is pulled; an image that is not on the host is a
+    change (RV(pulled) lists it, and its containers show as to be created or replaced).
+  - An interrupted run (engine or controller gone mid-replacement) is repaired by the next one, which removes a
+    leftover C(<name>.sf-next) container and starts or replaces the old one.
   - A container edited by hand is repaired when the edit is visible in one listing - removed, stopped, paused, renamed,
     or recreated without the stackfleet labels or with other ones. A hand-made copy that carries the exact labels of
     the original (including the config hash) is taken as the original.
@@ -142,7 +305,10 @@ actions:
       description: Container name.
       type: str
     action:
-      description: One of V(created), V(recreated), V(started), V(removed), V(unchanged).
+      description:
+        - One of V(created), V(recreated), V(started), V(removed), V(unchanged), V(rolled back) (the replacement failed
+          and the old container runs again), V(pending) (needs replacing, left as it is), V(failed) (could not be done,
+          left as it is, for example its image cannot be pulled).
       type: str
     reason:
       description: Why, for example V(missing), V(configuration changed (hash ...)), V(container is exited).
@@ -150,6 +316,28 @@ actions:
   sample:
     - {name: prod.lamp-1.mysql, action: unchanged, reason: up to date (running)}
     - {name: prod.lamp-1.web, action: recreated, reason: configuration changed (hash 1f2e... -> 9a8b...)}
+pending:
+  description:
+    - Containers that need replacing and were left as they are (O(replace=false), or the rollout on the host stopped
+      at a failure), with why. A later run with O(replace=true) replaces them.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Container name.
+      type: str
+    reason:
+      description: Why it needs replacing.
+      type: str
+  sample:
+    - {name: prod.lb-1.lb, reason: configuration changed (hash 1f2e... -> 9a8b...) (replace is false)}
+pulled:
+  description: Image references pulled before the rollout (in check mode, those a real run would pull).
+  returned: always
+  type: list
+  elements: str
+  sample: [mariadb:11]
 containers:
   description:
     - The cluster's containers on this host after the run (before it, in check mode), sorted by name. Env is not included.
@@ -186,10 +374,14 @@ containers:
       type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, _load_params
 from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import (
+    FAILED,
+    PENDING,
+    PULL_POLICIES,
     DocumentError,
     config_hash,
+    images_to_pull,
     missing_names,
     plan,
     scrub_doc,
@@ -202,12 +394,76 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import 
     resolve_endpoint,
 )
 
+#: The container document (docs/architecture.md, "Container documents"), typed, so that Ansible
+#: rejects a malformed one before any call to the engine. Keys Ansible adds (None) for what a
+#: document leaves out are dropped again (given_keys): the config hash covers the document as given.
+DOCUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    cluster=dict(type="str", required=True),
+    deploy=dict(type="str"),
+    instance=dict(type="str"),
+    service=dict(type="str"),
+    host=dict(type="str"),
+    image=dict(type="str", required=True),
+    pull=dict(type="str", choices=list(PULL_POLICIES)),
+    update=dict(type="dict", options=dict(parallelism=dict(type="int", default=1))),
+    command=dict(type="list", elements="str"),
+    entrypoint=dict(type="list", elements="str"),
+    env=dict(type="dict"),  # values: str or {secret: NAME}; never logged (see _Module._log_invocation)
+    ports=dict(type="list", elements="dict", options=dict(
+        container_port=dict(type="int", required=True), protocol=dict(type="str"), host_port=dict(type="int"),
+        host_ip=dict(type="str"))),
+    volumes=dict(type="list", elements="dict", options=dict(
+        source=dict(type="str", required=True), target=dict(type="str", required=True), read_only=dict(type="bool"))),
+    labels=dict(type="dict"),
+    restart=dict(type="str"),
+    network_mode=dict(type="str"),
+    resources=dict(type="dict", options=dict(cpus=dict(type="float"), memory_mb=dict(type="int"))),
+    healthcheck=dict(type="dict", options=dict(
+        test=dict(type="list", elements="str"), interval=dict(type="float"), timeout=dict(type="float"),
+        retries=dict(type="int"), start_period=dict(type="float"))),
+)
+
+
+class _Module(AnsibleModule):
+    """AnsibleModule whose "Invoked with" line (system log / journal) carries no env value.
+
+    `no_log` on `env` would hide the values, but Ansible then masks every occurrence of each value
+    as a substring of all output (a value `1` turns `web-1` into `web-********`); the module
+    instead logs the documents with env values masked and returns the same in `invocation`."""
+
+    def _log_invocation(self):
+        params = self.params
+        self.params = dict(params, containers=[scrub_doc(d) if isinstance(d, dict) else d for d in params.get("containers") or []])
+        try:
+            super()._log_invocation()
+        finally:
+            self.params = params
+
+
+def given_keys(validated, raw):
+    """`validated` (typed by the argument spec) restricted to the keys present in `raw`, recursively:
+    sub-option validation adds every unset key as None, which would change the config hash."""
+    if isinstance(validated, dict) and isinstance(raw, dict):
+        return {k: given_keys(v, raw[k]) for k, v in validated.items() if k in raw}
+    if isinstance(validated, list) and isinstance(raw, list) and len(validated) == len(raw):
+        return [given_keys(validated[i], raw[i]) for i in range(len(raw))]
+    return validated
+
+
+def _raw_documents(module):
+    try:
+        raw = _load_params().get("containers")
+    except Exception:  # pylint: disable=broad-except  # parameters not loadable twice (a test harness): keep Ansible's
+        return module.params["containers"]
+    return raw if isinstance(raw, list) else module.params["containers"]
+
 
 def _diff(actions):
     """One before/after pair per changed container; env values masked."""
     diffs = []
     for action in actions:
-        if not action.changes:
+        if not action.changes or action.action in (PENDING, FAILED):
             continue
         before = action.observed.summary() if action.observed else {}
         after = dict(scrub_doc(action.doc), config_hash=config_hash(action.doc)) if action.doc else {}
@@ -221,64 +477,100 @@ def _scrubbed_invocation(params):
     """`module_args` as Ansible would log them, but without env values."""
     args = dict(params)
     args["containers"] = [scrub_doc(d) if isinstance(d, dict) else d for d in params["containers"]]
+    if args.get("secrets"):
+        args["secrets"] = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
     return {"module_args": args}
+
+
+def _resolve_images(module, engine, docs):
+    """Pull what the policy asks for, before anything is stopped. Returns (image ids, refs pulled
+    or - in check mode - to pull, unavailable ref -> reason, whether the image store changed)."""
+    refs = sorted({d["image"] for d in docs})
+    image_ids = engine.image_ids(refs)
+    to_pull = images_to_pull(docs, image_ids, module.params["pull"])
+    unavailable = {}
+    if module.check_mode:
+        changed = any(image_ids[ref] is None for ref in to_pull)
+        pulled = to_pull
+    else:
+        for ref in to_pull:
+            try:
+                engine.pull(ref)
+            except EngineError as exc:
+                unavailable[ref] = "cannot be pulled (%s)" % exc
+        before, image_ids = image_ids, engine.image_ids(refs) if to_pull else image_ids
+        pulled = [ref for ref in to_pull if ref not in unavailable]
+        changed = any(image_ids[ref] != before[ref] for ref in pulled)
+    for ref in refs:
+        if image_ids[ref] is None and ref not in unavailable and ref not in to_pull:
+            unavailable[ref] = "is not on the host and pull is never"
+    return image_ids, pulled, unavailable, changed
 
 
 def main():
     argument_spec = dict(
         cluster=dict(type="str", required=True),
-        containers=dict(type="list", elements="dict", required=True),
+        containers=dict(type="list", elements="dict", required=True, options=DOCUMENT_SPEC),
         prune=dict(type="bool", default=True),
+        prune_all=dict(type="bool", default=False),
+        replace=dict(type="bool", default=True),
+        pull=dict(type="str", default="missing", choices=list(PULL_POLICIES)),
+        secrets=dict(type="dict", default={}, no_log=True),
         max_parallel=dict(type="int", default=1),
         wait=dict(type="str", default="running", choices=["none", "running", "healthy"]),
         wait_timeout=dict(type="int", default=60),
         stop_timeout=dict(type="int"),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = _Module(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
+    docs = given_keys(params["containers"], _raw_documents(module))
+    params["containers"] = docs
     invocation = _scrubbed_invocation(params)
-    docs = params["containers"]
     cluster = params["cluster"]
-    result = dict(changed=False, actions=[], containers=[], invocation=invocation)
+    result = dict(changed=False, actions=[], pending=[], pulled=[], containers=[], invocation=invocation)
     if params["max_parallel"] < 1:
         module.fail_json(msg="max_parallel must be at least 1", **result)
 
+    url = params.get("docker_host")
     try:
         validate(docs, cluster)
         engine = connect(resolve_endpoint(params))
+        url = engine.url
         observed = engine.list_cluster(cluster)
-        refs = sorted({d["image"] for d in docs})
-        image_ids = engine.image_ids(refs)
-        errors = []
-        absent = [ref for ref in refs if image_ids[ref] is None]
-        if absent and not module.check_mode:
-            for ref in absent:
-                try:
-                    engine.pull(ref)
-                except EngineError as exc:
-                    errors.append(str(exc))
-            image_ids = engine.image_ids(refs)
+        image_ids, result["pulled"], unavailable, images_changed = _resolve_images(module, engine, docs)
         missing = missing_names(docs, observed)
         foreign = engine.foreign_names(cluster, missing) if missing else {}
-        todo = plan(docs, observed, image_ids, prune=params["prune"], foreign=foreign)
+        todo = plan(docs, observed, image_ids, prune=params["prune"], foreign=foreign, replace=params["replace"],
+                    unavailable=unavailable, would_pull=set(result["pulled"]) if module.check_mode else frozenset(),
+                    prune_all=params["prune_all"])
     except (DocumentError, EngineError) as exc:
-        module.fail_json(msg=str(exc), **result)
+        module.fail_json(msg="%s: %s" % (url, exc), **result)
 
-    result["actions"] = [a.report() for a in todo.actions]
-    result["changed"] = todo.changed
+    errors = ["%s: %s" % (a.name, a.reason) for a in todo.failed]
     for warning in todo.warnings:
         module.warn(warning)
     if module._diff:
         result["diff"] = _diff(todo.actions)
 
     final = observed
+    outcomes = {}
     if todo.changed and not module.check_mode:
         errors.extend(engine.apply(todo, params["max_parallel"], params["wait"], params["wait_timeout"], params["stop_timeout"]))
+        outcomes = engine.outcomes
         try:
             final = engine.list_cluster(cluster)
         except EngineError as exc:
             errors.append(str(exc))
+    reports = []
+    for action in todo.actions:
+        report = action.report()
+        if action.name in outcomes:
+            report.update(action=outcomes[action.name][0], reason=outcomes[action.name][1])
+        reports.append(report)
+    result["actions"] = reports
+    result["pending"] = [{"name": r["name"], "reason": r["reason"]} for r in reports if r["action"] == PENDING]
+    result["changed"] = images_changed or any(r["action"] not in ("unchanged", PENDING, FAILED) for r in reports)
     result["containers"] = [o.summary() for o in sorted(final, key=lambda o: o.name)]
     if errors:
         module.fail_json(msg="%d container error(s) on %s: %s" % (len(errors), engine.url, "; ".join(errors)),

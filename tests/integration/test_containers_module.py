@@ -194,8 +194,11 @@ def test_scale_down_removes_exactly_the_missing_and_spares_foreign(lab, host, cl
     assert set(after) == {"it.web-1.web", "it.web-2.web", "not-ours", "prod.web-1.web"}
     assert all(after[n] == before[n] for n in after)
     assert foreign.id == after["not-ours"][0] and other_cluster.id == after["prod.web-1.web"][0]
-    # an empty list with prune removes all of the cluster's containers, still nothing else
-    assert set(acts(converge(lab, host, [])[1]).values()) == {"removed"}
+    # an empty list removes nothing and warns; prune_all empties the host of the cluster's containers, still nothing else
+    rc, res, _stdout = converge(lab, host, [])
+    assert rc == 0 and not res["changed"] and "prune_all" in " ".join(res["warnings"]), res
+    assert set(snapshot(client)) == {"it.web-1.web", "it.web-2.web", "not-ours", "prod.web-1.web"}
+    assert set(acts(converge(lab, host, [], prune_all=True)[1]).values()) == {"removed"}
     assert set(snapshot(client)) == {"not-ours", "prod.web-1.web"}
 
 

@@ -154,3 +154,88 @@ def test_scrub_masks_env_values_only():
     clean = cv.scrub_doc(doc())
     assert clean["env"] == {"PASSWORD": cv.SECRET_MASK} and clean["command"] == ["sleep", "1000"]
     assert doc()["env"]["PASSWORD"] == "s3cret"
+
+
+# Issue 8: pull first, replace safely, throttle by deploy, pending, empty lists -----------------------------------
+
+
+def test_images_to_pull_by_policy_and_document_override():
+    a, b, c = doc("prod.web-1.web"), doc("prod.db-1.db", image="mariadb:11"), doc("prod.lb-1.lb", image="lb:1", pull="always")
+    ids = {"local/busybox:1": IMG, "mariadb:11": None, "lb:1": IMG}
+    assert cv.images_to_pull([a, b, c], ids) == ["lb:1", "mariadb:11"]
+    assert cv.images_to_pull([a, b, c], ids, "always") == ["lb:1", "local/busybox:1", "mariadb:11"]
+    assert cv.images_to_pull([a, b, c], ids, "never") == ["lb:1"]
+    # an absent image is pulled if any document using it allows it
+    assert cv.images_to_pull([dict(b, pull="never"), dict(b, name="prod.db-2.db")], ids) == ["mariadb:11"]
+    assert cv.images_to_pull([dict(b, pull="never")], ids) == []
+
+
+def test_unavailable_image_fails_its_containers_untouched_and_holds_every_replacement():
+    web, db, new = doc("prod.web-1.web"), doc("prod.db-1.db", image="bad:tag"), doc("prod.web-2.web")
+    changed_web = doc("prod.web-1.web", env={"PASSWORD": "new"})
+    p = cv.plan([changed_web, db, new], [seen(web), seen(doc("prod.db-1.db"))], {"local/busybox:1": IMG, "bad:tag": None},
+                unavailable={"bad:tag": "cannot be pulled (not found)"})
+    assert actions(p) == [("prod.db-1.db", cv.FAILED), ("prod.web-1.web", cv.PENDING), ("prod.web-2.web", cv.CREATE)]
+    assert "bad:tag" in p.failed[0].reason and "cannot be pulled" in p.failed[0].reason
+    assert "prod.db-1.db" in p.pending[0].reason
+    assert p.changed  # the create still happens: creating is not replacing
+
+
+def test_replace_false_lists_pending_and_does_the_rest():
+    a, b, c = doc("prod.web-1.web"), doc("prod.web-2.web"), doc("prod.web-3.web")
+    p = cv.plan([doc("prod.web-1.web", env={"X": "2"}), b, c], [seen(a), seen(b, state="exited"), seen(doc("prod.old-1.old"))],
+                {"local/busybox:1": IMG}, replace=False)
+    assert actions(p) == [("prod.old-1.old", cv.REMOVE), ("prod.web-1.web", cv.PENDING), ("prod.web-2.web", cv.START),
+                          ("prod.web-3.web", cv.CREATE)]
+    assert "configuration changed" in p.pending[0].reason and "replace is false" in p.pending[0].reason
+    only_pending = cv.plan([doc("prod.web-1.web", env={"X": "2"})], [seen(a)], {"local/busybox:1": IMG}, replace=False)
+    assert not only_pending.changed and len(only_pending.pending) == 1
+
+
+def test_check_mode_absent_image_is_a_change():
+    d = doc()
+    p = cv.plan([d, doc("prod.web-2.web")], [seen(d)], {"local/busybox:1": None}, would_pull={"local/busybox:1"})
+    assert actions(p) == [("prod.web-1.web", cv.RECREATE), ("prod.web-2.web", cv.CREATE)]
+    assert "not on the host" in p.actions[0].reason and "would pull" in p.actions[1].reason
+
+
+def test_empty_documents_remove_nothing_without_prune_all():
+    obs = [seen(doc("prod.web-%d.web" % i)) for i in (1, 2)]
+    p = cv.plan([], obs, {})
+    assert not p.changed and "prune_all" in p.warnings[0] and "2 container(s)" in p.warnings[0]
+    assert [a.action for a in cv.plan([], obs, {}, prune_all=True).actions] == [cv.REMOVE, cv.REMOVE]
+    assert not cv.plan([], obs, {}, prune=False, prune_all=True).changed
+    assert not cv.plan([], [], {}).warnings
+
+
+def test_leftover_temporary_container_is_removed_and_the_old_one_restarted():
+    d = doc()
+    temp = seen(d, name=cv.temp_name(d["name"]), state="running")
+    p = cv.plan([d], [seen(d, state="exited"), temp], {"local/busybox:1": IMG}, prune=False)
+    assert actions(p) == [(d["name"], cv.START), (cv.temp_name(d["name"]), cv.REMOVE)]
+    assert "interrupted" in p.removals[0].reason
+    # the temporary container never counts as the desired one, even when only it is left
+    p = cv.plan([d], [temp], {"local/busybox:1": IMG})
+    assert actions(p) == [(d["name"], cv.CREATE), (cv.temp_name(d["name"]), cv.REMOVE)]
+
+
+def _recreates(names, **docfields):
+    return [cv.Action(n, cv.RECREATE, "x", doc(n, **docfields)) for n in names]
+
+
+def test_replacement_batches_hold_at_most_parallelism_of_a_deploy():
+    acts = _recreates(["prod.lb-1.lb", "prod.lb-2.lb", "prod.web-1.web", "prod.web-2.web", "prod.web-3.web"])
+    names = [[a.name for a in b] for b in cv.replacement_batches(acts, 4)]
+    assert names == [["prod.lb-1.lb", "prod.web-1.web"], ["prod.lb-2.lb", "prod.web-2.web"], ["prod.web-3.web"]]
+    wide = [cv.Action(a.name, a.action, a.reason, dict(a.doc, update={"parallelism": 2})) for a in acts]
+    names = [[a.name for a in b] for b in cv.replacement_batches(wide, 3)]
+    assert names == [["prod.lb-1.lb", "prod.lb-2.lb", "prod.web-1.web"], ["prod.web-2.web", "prod.web-3.web"]]
+    assert [len(b) for b in cv.replacement_batches(acts, 1)] == [1] * 5
+
+
+def test_validate_accepts_secret_references_and_checks_pull():
+    cv.validate([doc(env={"DB_PASSWORD": {"secret": "db"}, "A": "b"})], "prod")
+    with pytest.raises(cv.DocumentError, match="env must map"):
+        cv.validate([doc(env={"X": {"secret": "db", "extra": 1}})], "prod")
+    with pytest.raises(cv.DocumentError, match="pull must be one of"):
+        cv.validate([doc(pull="sometimes")], "prod")
