@@ -8,6 +8,12 @@ Pure logic, no Docker or Ansible imports. Drift is judged from what stackfleet i
 user wrote (image id, state, the labels stackfleet set). Comparing option by option against
 `docker inspect` is what causes recreate storms in docker_container (community.docker #934,
 #1080, #85, #314); a hash of the desired document never changes unless the document does.
+
+The exception is the few fields Docker changes in place (`_desired.IN_PLACE_FIELDS`: cpu and
+memory limits, restart policy): they are left out of the hash and compared, each by its own
+rule (`_difference`), with the container's real configuration, so a new limit is an UPDATE
+(same container) and a hand edit of one is repaired. Containers created by 0.1 carry the hash
+of the whole document (`config_hash(doc, legacy=True)`), which is accepted too.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _difference
 from ansible_collections.stackfleet.cluster.plugins.module_utils._desired import config_hash  # the one owner of the hash
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import (
     LABEL_CLUSTER,
@@ -29,6 +36,9 @@ RECREATE = "recreated"
 START = "started"
 REMOVE = "removed"
 UNCHANGED = "unchanged"
+#: Only fields Docker changes on the running container differ (`_difference.IN_PLACE_PATHS`):
+#: `docker update`, same id, no restart.
+UPDATE = "updated"
 #: A replacement that failed: the new container was removed and the old one runs again (same id).
 ROLLED_BACK = "rolled back"
 #: Needs replacing but was not replaced (replace=false, or the rollout on the host stopped first).
@@ -150,13 +160,15 @@ class Action:
     reason: str
     doc: t.Optional[t.Mapping[str, t.Any]] = None
     observed: t.Optional[Observed] = None
+    #: The fields that differ between the container and `doc` (`_difference.Change`), when known.
+    fields: t.Tuple[_difference.Change, ...] = ()
 
     @property
     def changes(self) -> bool:
         return self.action != UNCHANGED
 
-    def report(self) -> t.Dict[str, str]:
-        return {"name": self.name, "action": self.action, "reason": self.reason}
+    def report(self) -> t.Dict[str, t.Any]:
+        return {"name": self.name, "action": self.action, "reason": self.reason, "changes": _difference.texts(self.fields)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,14 +179,15 @@ class Plan:
     warnings: t.Tuple[str, ...] = ()
     pending: t.Tuple[Action, ...] = ()  # need replacing, left as they are (replace=false or after a failure)
     failed: t.Tuple[Action, ...] = ()  # cannot be done (image unavailable), untouched; each is an error
+    updates: t.Tuple[Action, ...] = ()  # `docker update` in place (same id, no restart), done before the rollout
 
     @property
     def actions(self) -> t.List[Action]:
-        return sorted(self.removals + self.rollout + self.unchanged + self.pending + self.failed, key=lambda a: a.name)
+        return sorted(self.removals + self.rollout + self.unchanged + self.pending + self.failed + self.updates, key=lambda a: a.name)
 
     @property
     def changed(self) -> bool:
-        return bool(self.removals or self.rollout)
+        return bool(self.removals or self.rollout or self.updates)
 
 
 def validate(docs: t.Sequence[t.Mapping[str, t.Any]], cluster: str) -> None:
@@ -226,10 +239,10 @@ def _drift(doc: t.Mapping[str, t.Any], obs: Observed, image_id: t.Optional[str])
     have_hash = obs.labels.get(LABEL_CONFIG_HASH)
     if have_hash is None:
         return "no %s label (created or replaced outside stackfleet)" % LABEL_CONFIG_HASH
-    if have_hash != want_hash:
+    if not _hash_matches(doc, obs):
         return "configuration changed (hash %s -> %s)" % (have_hash[:12], want_hash[:12])
     expected = container_labels(doc)
-    edited = sorted(k for k, v in expected.items() if obs.labels.get(k) != v)
+    edited = sorted(k for k, v in expected.items() if k != LABEL_CONFIG_HASH and obs.labels.get(k) != v)
     if edited:
         return "labels differ from the desired ones: %s" % ", ".join(edited)
     if image_id is not None and obs.image_id != image_id:
@@ -237,6 +250,40 @@ def _drift(doc: t.Mapping[str, t.Any], obs: Observed, image_id: t.Optional[str])
     if obs.state in BROKEN_STATES:
         return "container is %s" % obs.state
     return None
+
+
+def _hash_matches(doc: t.Mapping[str, t.Any], obs: Observed) -> bool:
+    """The container's hash label is the document's: the current hash, or the 0.1 one (in-place
+    fields included) that containers created before in-place updates carry. Such a legacy
+    container is kept; once its resources or restart policy change in the document, its 0.1
+    hash no longer matches and it is recreated once, under the current hash."""
+    have_hash = obs.labels.get(LABEL_CONFIG_HASH)
+    return have_hash is not None and have_hash in (config_hash(doc), config_hash(doc, legacy=True))
+
+
+def _replacement(name: str, why: str, doc: t.Mapping[str, t.Any], obs: Observed,
+                 real: t.Optional[t.Mapping[str, t.Any]]) -> Action:
+    """A RECREATE whose reason names the fields that changed, when the container's real
+    configuration is known and the hash says the configuration changed."""
+    fields: t.Tuple[_difference.Change, ...] = ()
+    if real is not None and not _hash_matches(doc, obs):
+        fields = tuple(_difference.differences(real, doc))
+        if fields:
+            why = "configuration changed: %s" % "; ".join(_difference.texts(fields))
+    return Action(name, RECREATE, why, doc, obs, fields)
+
+
+def _in_place(name: str, doc: t.Mapping[str, t.Any], obs: Observed, real: t.Optional[t.Mapping[str, t.Any]]) -> t.Optional[Action]:
+    """UPDATE when only in-place fields differ from the container's real configuration, RECREATE
+    when one of them cannot be changed in place (lifting a limit), None when they are all current."""
+    fields = tuple(_difference.in_place_differences(real, doc)) if real is not None else ()
+    if not fields:
+        return None
+    text = "; ".join(_difference.texts(fields))
+    if all(change.in_place for change in fields):
+        then = ", then start it (container is %s)" % obs.state if obs.state in STARTABLE_STATES else ""
+        return Action(name, UPDATE, "in place: %s%s" % (text, then), doc, obs, fields)
+    return Action(name, RECREATE, "%s (Docker cannot lift a limit in place)" % text, doc, obs, fields)
 
 
 def _short(image_id: str) -> str:
@@ -253,6 +300,7 @@ def plan(
     unavailable: t.Optional[t.Mapping[str, str]] = None,
     would_pull: t.AbstractSet[str] = frozenset(),
     prune_all: bool = False,
+    configs: t.Optional[t.Mapping[str, t.Mapping[str, t.Any]]] = None,
 ) -> Plan:
     """The actions that bring the host to `docs`.
 
@@ -268,6 +316,11 @@ def plan(
     With `replace` false, containers that need replacing are PENDING instead. An empty `docs`
     removes nothing unless `prune_all`. Leftover temporary containers (TEMP_SUFFIX) of an
     interrupted replacement are always removed.
+
+    `configs` maps container names to their real configuration as documents
+    (`_docker.doc_from_inspect`): in-place fields that differ make an UPDATE (or a RECREATE when
+    Docker cannot apply them), and a RECREATE names the fields that changed. Without it,
+    in-place fields are not compared at all.
     """
     have = _observed_by_name(observed)
     unavailable = unavailable or {}
@@ -278,7 +331,7 @@ def plan(
             "remove or rename them by hand: stackfleet never touches containers it does not own"
             % (", ".join(clashes), LABEL_CLUSTER))
     rollout, unchanged, warnings = [], [], []  # type: t.List[Action], t.List[Action], t.List[str]
-    pending, failed = [], []  # type: t.List[Action], t.List[Action]
+    pending, failed, updates = [], [], []  # type: t.List[Action], t.List[Action], t.List[Action]
     for doc in sorted(docs, key=lambda d: d["name"]):
         name = doc["name"]
         obs = have.get(name)
@@ -291,8 +344,14 @@ def plan(
         why = _drift(doc, obs, image_ids.get(doc["image"]))
         if why is None and doc["image"] in would_pull and image_ids.get(doc["image"]) is None:
             why = "image %s is not on the host: a real run pulls it and replaces the container if it differs" % doc["image"]
+        real = (configs or {}).get(name)
+        in_place = None if why else _in_place(name, doc, obs, real)
         if why:
-            rollout.append(Action(name, RECREATE, why, doc, obs))
+            rollout.append(_replacement(name, why, doc, obs, real))
+        elif in_place is not None and in_place.action == UPDATE:
+            updates.append(in_place)
+        elif in_place is not None:
+            rollout.append(in_place)
         elif obs.state in STARTABLE_STATES:
             rollout.append(Action(name, START, "container is %s" % obs.state, doc, obs))
         else:
@@ -315,7 +374,7 @@ def plan(
     elif prune:
         removals += [Action(o.name, REMOVE, _removal_reason(o, wanted), None, o)
                      for o in sorted(have.values(), key=lambda o: o.name) if o.name not in wanted]
-    return Plan(tuple(removals), tuple(rollout), tuple(unchanged), tuple(warnings), tuple(pending), tuple(failed))
+    return Plan(tuple(removals), tuple(rollout), tuple(unchanged), tuple(warnings), tuple(pending), tuple(failed), tuple(updates))
 
 
 def _removal_reason(obs: Observed, wanted: t.AbstractSet[str]) -> str:

@@ -24,6 +24,10 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._spec import Sp
 #: parallelism does not change the container. (The name is hashed: it cannot drift.)
 #: A document without new features must hash as in 0.1, so new non-container keys go here.
 BOOKKEEPING_FIELDS = ("host", "pull", "update")
+#: Configuration Docker changes on an existing container (`docker update`: same id, no restart).
+#: Not hashed: `_converge` compares it with what the container really has (inspect), so a new
+#: limit or restart policy is applied in place and a hand edit of it is repaired.
+IN_PLACE_FIELDS = ("resources", "restart")
 
 
 class RenderError(SpecError):
@@ -191,11 +195,15 @@ def _canonical(value: t.Any) -> t.Any:
     return value
 
 
-def config_hash(document: t.Mapping[str, t.Any]) -> str:
-    """sha256 hex of the canonical JSON of everything in `document` except `BOOKKEEPING_FIELDS`.
+def config_hash(document: t.Mapping[str, t.Any], legacy: bool = False) -> str:
+    """sha256 hex of the canonical JSON of everything in `document` except `BOOKKEEPING_FIELDS`
+    and `IN_PLACE_FIELDS`: the label written on every container created now.
 
+    `legacy=True` is the 0.1 hash (in-place fields included), which containers created by 0.1
+    carry: `_converge` accepts either, so upgrading recreates nothing (docs/containers.md).
     Stable across Python versions and dict orders: keys sorted, no whitespace, ASCII escapes.
     """
-    relevant = {key: value for key, value in document.items() if key not in BOOKKEEPING_FIELDS}
+    skipped = BOOKKEEPING_FIELDS if legacy else BOOKKEEPING_FIELDS + IN_PLACE_FIELDS
+    relevant = {key: value for key, value in document.items() if key not in skipped}
     text = json.dumps(_canonical(relevant), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -45,7 +45,7 @@ def test_hash_ignores_host_and_key_order_and_integral_floats():
     ("image", "local/busybox:2"), ("command", ["sleep", "5"]), ("entrypoint", ["/bin/sh", "-c"]),
     ("env", {"PASSWORD": "x"}), ("ports", [{"container_port": 80, "protocol": "tcp", "host_port": 8080, "host_ip": ""}]),
     ("volumes", [{"source": "data", "target": "/data", "read_only": False}]), ("labels", {"team": "b"}),
-    ("restart", "always"), ("resources", {"cpus": 1.0, "memory_mb": 64}), ("network_mode", None),
+    ("network_mode", None),  # restart and resources are updated in place: test_converge_update.py
     ("healthcheck", {"test": ["CMD", "true"], "interval": 5.0, "timeout": 30.0, "retries": 3, "start_period": 0.0}),
 ])
 def test_every_config_field_counts_as_drift(field, value):
