@@ -18,6 +18,7 @@ import base64
 import json
 import os
 import re
+import socket
 import time
 import typing as t
 from urllib.error import HTTPError, URLError
@@ -31,6 +32,10 @@ from ansible.module_utils.urls import open_url
 CODE_UNAVAILABLE = 14  # "etcdserver: unhealthy cluster", "request timed out", "leader changed"
 CODE_UNAUTHENTICATED = 16
 CODE_FAILED_PRECONDITION = 9  # e.g. "can only promote a learner member which is in sync with leader"
+CODE_DEADLINE_EXCEEDED = 4  # "context deadline exceeded"
+
+#: Server answers after which a write may or may not have been applied.
+_AMBIGUOUS_MARKERS = ("timed out", "timeout", "leader changed", "deadline exceeded", "connection lost")
 
 _VERSION_RE = re.compile(r"^v?(\d+)\.(\d+)")
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m)?$")
@@ -95,9 +100,27 @@ class EtcdError(Exception):
         when `member/add` answers "etcdserver: unhealthy cluster"."""
         return self.code == CODE_UNAVAILABLE
 
+    @property
+    def ambiguous(self) -> bool:
+        """True when a write may have been applied although it failed: the server timed out
+        waiting for the proposal to commit, or the leader changed under it. Read back, never
+        retry blindly."""
+        text = self.message.lower()
+        return self.code in (CODE_UNAVAILABLE, CODE_DEADLINE_EXCEEDED) and any(
+            marker in text for marker in _AMBIGUOUS_MARKERS)
+
 
 class EtcdConnectionError(EtcdError):
-    """No endpoint answered; the message names each endpoint and why."""
+    """No endpoint answered; the message names each endpoint and why. `timed_out`: the last
+    endpoint tried timed out after the request was sent, so a write may have been applied."""
+
+    def __init__(self, message: str, code: int = 0, endpoint: t.Optional[str] = None, timed_out: bool = False):
+        super().__init__(message, code, endpoint)
+        self.timed_out = timed_out
+
+    @property
+    def ambiguous(self) -> bool:
+        return self.timed_out
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -326,8 +349,13 @@ class EtcdClient:
 
     def request(self, path: str, body: t.Optional[t.Mapping[str, t.Any]] = None,
                 endpoint: t.Optional[str] = None, method: str = "POST", raw_path: bool = False,
-                timeout: t.Optional[float] = None) -> t.Any:
-        """POST `body` to `<prefix><path>` (or `path` itself with raw_path) with failover."""
+                timeout: t.Optional[float] = None, idempotent: bool = True) -> t.Any:
+        """POST `body` to `<prefix><path>` (or `path` itself with raw_path) with failover.
+
+        A request that is not `idempotent` (member add/remove) fails over only while no endpoint
+        could have received it (connection refused, no route); after a timeout it raises an
+        EtcdConnectionError with `timed_out` (`ambiguous`) instead of sending it again elsewhere.
+        """
         targets = [endpoint_url(endpoint, bool(self.ca_cert or self.client_cert))] if endpoint else list(self.endpoints)
         failures = []
         for base in targets:
@@ -344,6 +372,9 @@ class EtcdClient:
                     result = self._http(method, full, body, timeout)
             except (URLError, UrlsConnectionError, OSError) as err:  # socket timeouts are OSErrors
                 failures.append("%s: %s" % (base, _reason(err)))
+                if not idempotent and _timed_out(err):
+                    raise EtcdConnectionError("no answer from etcd, the request may have been applied: "
+                                              + "; ".join(failures), timed_out=True)
                 continue
             if not endpoint and base != self.endpoints[0]:
                 self.endpoints.remove(base)  # sticky: next call starts with the endpoint that worked
@@ -420,13 +451,15 @@ class EtcdClient:
         return id_from_json(raw.get("header", {}).get("cluster_id")), [Member.from_json(m) for m in raw.get("members", ())]
 
     def member_add(self, peer_urls: t.Sequence[str], learner: bool = False) -> Member:
+        """One attempt; an `ambiguous` error may hide a committed add (see _etcd_membership.add_member)."""
         body: t.Dict[str, t.Any] = {"peerURLs": list(peer_urls)}
         if learner:
             body["isLearner"] = True
-        return Member.from_json(self.request("/cluster/member/add", body).get("member", {}))
+        return Member.from_json(self.request("/cluster/member/add", body, idempotent=False).get("member", {}))
 
     def member_remove(self, member_id: int) -> None:
-        self.request("/cluster/member/remove", {"ID": str(member_id)})
+        """One attempt; an `ambiguous` error may hide a committed removal."""
+        self.request("/cluster/member/remove", {"ID": str(member_id)}, idempotent=False)
 
     def member_promote(self, member_id: int) -> None:
         self.request("/cluster/member/promote", {"ID": str(member_id)})
@@ -538,6 +571,15 @@ def txn_range_kvs(response: t.Mapping[str, t.Any]) -> t.List[KeyValue]:
 def _base(url: str) -> str:
     scheme, rest = url.split("://", 1) if "://" in url else ("http", url)
     return "%s://%s" % (scheme, rest.split("/", 1)[0])
+
+
+def _timed_out(err: BaseException) -> bool:
+    """A socket timeout, bare or wrapped in a URLError: the request may have reached the server."""
+    reason = getattr(err, "reason", None)
+    for candidate in (err, reason):
+        if isinstance(candidate, (socket.timeout, TimeoutError)):
+            return True
+    return "timed out" in str(reason if reason is not None else err).lower()
 
 
 def _reason(err: BaseException) -> str:

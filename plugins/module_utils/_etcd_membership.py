@@ -1,8 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: stackfleet contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Safe etcd membership changes: matching members, probing their health, and the
-quorum rules that decide whether a change may go ahead.
+"""Safe etcd membership changes: matching members, probing their health, the
+quorum rules that decide whether a change may go ahead, and writes that are
+never retried blindly (`add_member`, `remove_member`).
 
 The rules (`check_change`) are pure so they can be tested exhaustively; probing
 (`probe_members`) is the only part that talks to etcd, through `_etcd`.
@@ -11,6 +12,7 @@ The rules (`check_change`) are pure so they can be tested exhaustively; probing
 from __future__ import annotations
 
 import concurrent.futures
+import time
 import typing as t
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import (
@@ -182,3 +184,78 @@ def probe_members(client: EtcdClient, members: t.Sequence[Member]) -> t.Dict[int
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(members), 8)) as pool:
         results = list(pool.map(lambda m: probe_member(client, m), members))
     return {m.id: results[i] for i, m in enumerate(members)}
+
+
+# ---------------------------------------------------------------- writes, never blind
+
+class ChangeUnknown(EtcdError):
+    """A membership write failed in a way that may hide its success, and the member list
+    could not be read before the deadline to tell."""
+
+
+def add_member(client: t.Any, peer_urls: t.Sequence[str], learner: bool = False, timeout: float = 60.0,
+               interval: float = 0.5, sleep: t.Callable[[float], None] = time.sleep,
+               clock: t.Callable[[], float] = time.monotonic) -> Member:
+    """Add a member with `peer_urls`, exactly once.
+
+    Refusals made before anything was proposed ("unhealthy cluster") are retried until
+    `timeout`. After an answer that leaves it open whether the add committed (a timeout,
+    "request timed out", "leader changed"), the member list is read: a member with these peer
+    URLs means the add went through and is returned; none means it did not, and it is tried
+    again. A later "peer URL exists" after such an answer is the same add, found by reading.
+    """
+    deadline = clock() + max(timeout, 0.0)
+    unsure = False
+    while True:
+        try:
+            return client.member_add(peer_urls, learner=learner)
+        except EtcdError as err:
+            if err.ambiguous or (unsure and "exists" in err.message.lower()):
+                unsure = True
+                found = _read_back(client, lambda members: match_members(members, peer_urls), deadline, interval,
+                                   sleep, clock, "add of %s" % ",".join(peer_urls), err)
+                if found:
+                    return found[0]
+            elif not err.retryable:
+                raise
+            if clock() + interval > deadline:
+                raise
+        sleep(interval)
+
+
+def remove_member(client: t.Any, member_id: int, timeout: float = 60.0, interval: float = 0.5,
+                  sleep: t.Callable[[float], None] = time.sleep, clock: t.Callable[[], float] = time.monotonic) -> bool:
+    """Remove member `member_id`, exactly once; True when this call (or its unclear first
+    attempt) removed it. After an unclear answer the member list decides: gone means done."""
+    deadline = clock() + max(timeout, 0.0)
+    unsure = False
+    while True:
+        try:
+            client.member_remove(member_id)
+            return True
+        except EtcdError as err:
+            if err.ambiguous or (unsure and "not found" in err.message.lower()):
+                unsure = True
+                still = _read_back(client, lambda members: [m for m in members if m.id == member_id], deadline,
+                                   interval, sleep, clock, "removal of member %x" % member_id, err)
+                if not still:
+                    return True
+            elif not err.retryable:
+                raise
+            if clock() + interval > deadline:
+                raise
+        sleep(interval)
+
+
+def _read_back(client: t.Any, select: t.Callable[[t.List[Member]], t.List[Member]], deadline: float,
+               interval: float, sleep: t.Callable[[float], None], clock: t.Callable[[], float], what: str,
+               cause: EtcdError) -> t.List[Member]:
+    """`select` over the (linearizable) member list, reading until it answers or `deadline`."""
+    while True:
+        try:
+            return select(client.member_list()[1])
+        except EtcdError as err:
+            if clock() + interval > deadline:
+                raise ChangeUnknown("%s: %s; the member list could not be read to tell whether it was applied (%s). "
+                                    "Read it (etcdctl member list) before trying again" % (what, cause, err))
+        sleep(interval)

@@ -160,10 +160,12 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_membershi
     REMOVE,
     UPDATE,
     ChangeRefused,
+    add_member,
     check_change,
     label,
     match_members,
     probe_members,
+    remove_member,
     same_peer_urls,
 )
 
@@ -276,11 +278,11 @@ class MemberManager:
     def apply(self, action: str, target: t.Optional[Member]) -> t.Optional[Member]:
         p, timeout = self.params, self.params["wait_timeout"]
         try:
-            if action in ("added", "added_learner"):
-                return retry(lambda: self.client.member_add(p["peer_urls"], learner=action == "added_learner"), timeout)
+            if action in ("added", "added_learner"):  # never retried blindly: an unclear answer is read back
+                return add_member(self.client, p["peer_urls"], learner=action == "added_learner", timeout=timeout)
             member_id = target.id if target is not None else 0  # decide() names a target for every other action
             if action == "removed":
-                retry(lambda: self.client.member_remove(member_id), timeout)
+                remove_member(self.client, member_id, timeout=timeout)
             elif action == "promoted":
                 retry(lambda: self.client.member_promote(member_id), timeout, retry_on=_not_in_sync)
             elif action == "updated":
