@@ -30,6 +30,7 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._converge impor
     temp_name,
 )
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_CLUSTER
+from ansible_collections.stackfleet.cluster.plugins.module_utils._secrets import env_for_engine
 
 try:
     import docker
@@ -180,7 +181,8 @@ def _restart_policy(restart: t.Optional[str]) -> t.Optional[t.Dict[str, t.Any]]:
     return policy
 
 
-def create_arguments(api: t.Any, doc: t.Mapping[str, t.Any], name: t.Optional[str] = None) -> t.Dict[str, t.Any]:
+def create_arguments(api: t.Any, doc: t.Mapping[str, t.Any], name: t.Optional[str] = None,
+                     secrets: t.Optional[t.Mapping[str, t.Any]] = None) -> t.Dict[str, t.Any]:
     """Keyword arguments for `APIClient.create_container` from a container document
     (docs/architecture.md, "Container documents"). Each key is translated here and only here."""
     # With the host's network a container listens on the host directly: Docker refuses port
@@ -209,7 +211,8 @@ def create_arguments(api: t.Any, doc: t.Mapping[str, t.Any], name: t.Optional[st
             retries=hc.get("retries"), start_period=_nanoseconds(hc.get("start_period"))).items() if v is not None}
     return dict(
         image=doc["image"], name=name or doc["name"], command=doc.get("command") or None, entrypoint=doc.get("entrypoint") or None,
-        environment=dict(doc.get("env") or {}) or None, labels=container_labels(doc),
+        environment=env_for_engine(doc, secrets) or None,  # {secret: NAME} → its value: only here, on its way to Docker
+        labels=container_labels(doc),
         ports=[(p["container_port"], p.get("protocol") or "tcp") for p in ports] or None,
         healthcheck=healthcheck,
         host_config=api.create_host_config(**{k: v for k, v in host_config.items() if v is not None}),
@@ -250,6 +253,7 @@ class Engine:
         #: After apply(): container name -> (action, reason) where the outcome differs from the plan
         #: (a replacement rolled back or failed, replacements left pending after a failed batch).
         self.outcomes: t.Dict[str, t.Tuple[str, str]] = {}
+        self.secrets: t.Mapping[str, t.Any] = {}  # the containers module's no_log `secrets`; only create() reads them
 
     def _call(self, what: str, fn: t.Callable[..., t.Any], *args: t.Any, **kwargs: t.Any) -> t.Any:
         try:
@@ -314,7 +318,7 @@ class Engine:
 
     def create(self, doc: t.Mapping[str, t.Any], name: t.Optional[str] = None) -> str:
         name = name or doc["name"]
-        return self._call("%s: create" % name, lambda: self.api.create_container(**create_arguments(self.api, doc, name)))["Id"]
+        return self._call("%s: create" % name, lambda: self.api.create_container(**create_arguments(self.api, doc, name, self.secrets)))["Id"]
 
     def stop(self, name: str, container_id: str, stop_timeout: t.Optional[int] = None) -> None:
         kwargs = {} if stop_timeout is None else {"timeout": stop_timeout}

@@ -393,6 +393,8 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import 
     connect,
     resolve_endpoint,
 )
+from ansible_collections.stackfleet.cluster.plugins.module_utils._secrets import SecretError, hashable
+from ansible_collections.stackfleet.cluster.plugins.module_utils._secrets import check as check_secrets
 
 #: The container document (docs/architecture.md, "Container documents"), typed, so that Ansible
 #: rejects a malformed one before any call to the engine. Keys Ansible adds (None) for what a
@@ -535,7 +537,12 @@ def main():
     url = params.get("docker_host")
     try:
         validate(docs, cluster)
+        # Every {secret: NAME} has a value before anything is touched; from here on each reference
+        # carries the digest of its value (the config hash covers it), never the value itself.
+        check_secrets(docs, params["secrets"])
+        docs = [hashable(doc, params["secrets"]) for doc in docs]
         engine = connect(resolve_endpoint(params))
+        engine.secrets = params["secrets"]
         url = engine.url
         observed = engine.list_cluster(cluster)
         image_ids, result["pulled"], unavailable, images_changed = _resolve_images(module, engine, docs)
@@ -544,7 +551,7 @@ def main():
         todo = plan(docs, observed, image_ids, prune=params["prune"], foreign=foreign, replace=params["replace"],
                     unavailable=unavailable, would_pull=set(result["pulled"]) if module.check_mode else frozenset(),
                     prune_all=params["prune_all"])
-    except (DocumentError, EngineError) as exc:
+    except (DocumentError, EngineError, SecretError) as exc:
         module.fail_json(msg="%s: %s" % (url, exc), **result)
 
     errors = ["%s: %s" % (a.name, a.reason) for a in todo.failed]
