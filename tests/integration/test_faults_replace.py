@@ -299,3 +299,25 @@ def test_site_stops_the_rollout_at_the_first_failed_host(site_lab, tmp_path):
     after = {i: {c.name: c.id for c in lab.docker_client(i).containers.list(all=True)} for i in (1, 2)}
     assert after == before  # the first host rolled back; the second was never touched
     assert ansible_playbook("playbooks/site.yml", inventory, extra_vars=good).rc == 0
+
+
+ROLE_PLAY = """
+- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role:
+        name: stackfleet.cluster.stack
+      vars:
+        stack_cluster: twophase
+        stack_plan_containers: {planned-1: [], planned-2: []}
+"""
+
+
+def test_stack_role_refuses_a_host_the_plan_does_not_cover(tmp_path):
+    """No lab needed: the role fails before the module runs (0.1 converged such a host as empty, pruning it)."""
+    (tmp_path / "play.yml").write_text(ROLE_PLAY)
+    (tmp_path / "hosts.ini").write_text("[stackfleet_hosts]\nstray-host ansible_connection=local\n")
+    run = ansible_playbook(str(tmp_path / "play.yml"), str(tmp_path / "hosts.ini"))
+    assert run.rc != 0
+    assert "stray-host has no entry in the plan's containers map (planned hosts: planned-1, planned-2)" in run.stdout, run.stdout[-3000:]
+    assert "Converge this host's containers" not in run.stdout
