@@ -21,6 +21,7 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._converge impor
     PENDING,
     RECREATE,
     ROLLED_BACK,
+    STARTABLE_STATES,
     Action,
     Observed,
     Plan,
@@ -29,7 +30,7 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._converge impor
     replacement_batches,
     temp_name,
 )
-from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_CLUSTER
+from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_CLUSTER, LABEL_DEPLOY, LABEL_INSTANCE, LABEL_SERVICE
 from ansible_collections.stackfleet.cluster.plugins.module_utils._secrets import env_for_engine
 
 try:
@@ -244,6 +245,89 @@ def observed_from_listing(row: t.Mapping[str, t.Any]) -> Observed:
         created=int(row.get("Created") or 0))
 
 
+_MIB = 1024 * 1024
+_RESERVED_LABEL_PREFIX = "io.stackfleet."
+
+
+def doc_from_inspect(info: t.Mapping[str, t.Any], image_config: t.Optional[t.Mapping[str, t.Any]] = None) -> t.Dict[str, t.Any]:
+    """A container's real configuration (`GET /containers/{id}/json`) as a container document,
+    the inverse of `create_arguments`: what `_difference` compares with the desired document.
+
+    `image_config` is the image's `Config` (`GET /images/{id}/json`): Docker merges the image's
+    env, labels, command, entrypoint and healthcheck into the container's, so what equals the
+    image's is taken as the image default, not as part of the document. Without it those fields
+    are reported as the container has them.
+    """
+    config = info.get("Config") or {}
+    host = info.get("HostConfig") or {}
+    image = image_config or {}
+    labels = dict(config.get("Labels") or {})
+    image_labels = image.get("Labels") or {}
+    image_env = set(image.get("Env") or ()) if image_config is not None else set()
+    env = {}
+    for item in config.get("Env") or ():
+        if item not in image_env:
+            key, _sep, value = item.partition("=")
+            env[key] = value
+
+    def unless_default(field: str) -> t.Any:
+        value = config.get(field)
+        return None if image_config is not None and value == image.get(field) else value
+
+    ports = []
+    for key, bindings in sorted((host.get("PortBindings") or {}).items()):
+        number, _sep, protocol = key.partition("/")
+        for binding in bindings or [{}]:
+            host_port = (binding or {}).get("HostPort")
+            ports.append({"container_port": int(number), "protocol": protocol or "tcp",
+                          "host_port": int(host_port) if host_port else None, "host_ip": (binding or {}).get("HostIp") or ""})
+    volumes = []
+    for bind in host.get("Binds") or ():
+        parts = bind.split(":")
+        volumes.append({"source": parts[0], "target": parts[1] if len(parts) > 1 else "", "read_only": len(parts) > 2 and "ro" in parts[2].split(",")})
+    policy = host.get("RestartPolicy") or {}
+    restart = policy.get("Name") or "no"
+    if restart == "on-failure" and policy.get("MaximumRetryCount"):
+        restart = "on-failure:%d" % policy["MaximumRetryCount"]
+    healthcheck = unless_default("Healthcheck")
+    if healthcheck:
+        healthcheck = {"test": healthcheck.get("Test"), "interval": (healthcheck.get("Interval") or 0) / 1e9,
+                       "timeout": (healthcheck.get("Timeout") or 0) / 1e9, "retries": healthcheck.get("Retries") or 0,
+                       "start_period": (healthcheck.get("StartPeriod") or 0) / 1e9}
+    network_mode = host.get("NetworkMode") or None
+    return {
+        "name": str(info.get("Name") or "").lstrip("/"), "cluster": labels.get(LABEL_CLUSTER), "deploy": labels.get(LABEL_DEPLOY),
+        "instance": labels.get(LABEL_INSTANCE), "service": labels.get(LABEL_SERVICE), "image": config.get("Image"),
+        "command": unless_default("Cmd"), "entrypoint": unless_default("Entrypoint"), "env": env, "ports": ports, "volumes": volumes,
+        "labels": {k: v for k, v in labels.items() if not k.startswith(_RESERVED_LABEL_PREFIX) and image_labels.get(k) != v},
+        "restart": restart, "network_mode": None if network_mode == "default" else network_mode,
+        "resources": {"cpus": (host.get("NanoCpus") or 0) / 1e9, "memory_mb": (host.get("Memory") or 0) / _MIB},
+        "healthcheck": healthcheck or None,
+    }
+
+
+def update_arguments(action: Action) -> t.Dict[str, t.Any]:
+    """The body of `POST /containers/{id}/update` for an UPDATE action: only the changed fields.
+
+    The SDK's `update_container` (7.x) has no `nano_cpus` (NanoCpus, what `create_arguments`
+    sets: a container created with it refuses CpuQuota/CpuPeriod updates) and drops zero values,
+    so the body is built here. A new memory limit comes with MemorySwap = 2 x the limit, what
+    Docker gives a new container: Docker refuses a limit above the current MemorySwap otherwise.
+    """
+    doc = action.doc or {}
+    resources = doc.get("resources") or {}
+    body: t.Dict[str, t.Any] = {}
+    for change in action.fields:
+        if change.field == "resources.memory_mb":
+            body["Memory"] = int(round(float(resources.get("memory_mb") or 0) * _MIB))
+            body["MemorySwap"] = 2 * body["Memory"]
+        elif change.field == "resources.cpus":
+            body["NanoCpus"] = int(round(float(resources.get("cpus") or 0) * 1e9))
+        elif change.field == "restart":
+            body["RestartPolicy"] = _restart_policy(doc.get("restart")) or {"Name": "no"}
+    return body
+
+
 class Engine:
     """One Docker engine. Methods raise EngineError with the engine URL or container name."""
 
@@ -291,6 +375,29 @@ class Engine:
                 by_ref[_canonical_image_ref(tag)] = image["Id"]
         return {ref: by_ref.get(_canonical_image_ref(ref), ref if ref.startswith("sha256:") else None) for ref in refs}
 
+    def configs(self, observed: t.Iterable[Observed], names: t.Iterable[str]) -> t.Dict[str, t.Dict[str, t.Any]]:
+        """Real configuration (`doc_from_inspect`) of each container of `observed` named in `names`:
+        one inspect per container plus one per distinct image. A container that is gone by
+        now is left out (its listing row still decides)."""
+        wanted = set(names)
+        images: t.Dict[str, t.Optional[t.Mapping[str, t.Any]]] = {}
+        found = {}
+        for obs in observed:
+            if obs.name not in wanted:
+                continue
+            try:
+                info = self._call("inspect %s" % obs.name, self.api.inspect_container, obs.id)
+            except EngineError:
+                continue
+            image_id = info.get("Image") or obs.image_id
+            if image_id not in images:
+                try:
+                    images[image_id] = self._call("inspect image %s" % image_id[:19], self.api.inspect_image, image_id).get("Config") or {}
+                except EngineError:
+                    images[image_id] = None
+            found[obs.name] = doc_from_inspect(info, images[image_id])
+        return found
+
     def state(self, container_id: str) -> t.Mapping[str, t.Any]:
         return self._call("inspect %s" % container_id[:12], self.api.inspect_container, container_id).get("State") or {}
 
@@ -327,6 +434,17 @@ class Engine:
     def rename(self, container_id: str, name: str) -> None:
         self._call("%s: rename" % name, self.api.rename, container_id, name)
 
+    def update(self, action: Action) -> None:
+        """Apply an UPDATE in place (same id, no restart), then start the container if it was stopped."""
+        obs = action.observed
+        if obs is None:  # an update action always has its container
+            raise EngineError("%s: nothing to update" % action.name)
+        body = update_arguments(action)
+        self._call("%s: update" % action.name,
+                   lambda: self.api._result(self.api._post_json(self.api._url("/containers/{0}/update", obs.id), data=body), True))
+        if obs.state in STARTABLE_STATES:
+            self.start(action.name, obs.id, paused=obs.state == "paused")
+
     def start(self, name: str, container_id: str, paused: bool = False) -> None:
         if paused:
             self._call("%s: unpause" % name, self.api.unpause, container_id)
@@ -347,6 +465,11 @@ class Engine:
         for action in plan.removals:
             try:
                 self.remove(action.name, action.observed.id, stop_timeout)  # type: ignore[union-attr]
+            except EngineError as exc:
+                errors.append(str(exc))
+        for action in plan.updates:
+            try:
+                self.update(action)
             except EngineError as exc:
                 errors.append(str(exc))
         for batch in batches([a for a in plan.rollout if a.action != RECREATE], max_parallel):

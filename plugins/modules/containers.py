@@ -22,11 +22,15 @@ description:
     new one renamed. Volumes are never removed.
   - The first batch of replacements that fails ends the rollout on the host; replacements after it are left as they
     are and listed in RV(pending).
-  - Drift is decided from the C(io.stackfleet.config-hash) label the module wrote (a hash of the desired document), the
-    image id the desired image reference points to now, the container state and the labels stackfleet set, never by
-    comparing options with what the daemon reports back, so values the daemon normalises cause no recreate.
-  - The host is read with one container listing (filtered by the cluster label) and one image listing; a run with nothing
-    to do makes no write call.
+  - Drift is decided from the C(io.stackfleet.config-hash) label the module wrote (a hash of the desired document without
+    C(resources) and C(restart)), the image id the desired image reference points to now, the container state and the
+    labels stackfleet set, never by comparing options with what the daemon reports back, so values the daemon normalises
+    cause no recreate.
+  - C(resources) (cpu and memory limits) and C(restart) are compared with the container's real configuration (one
+    inspect per container) and changed in place with C(docker update) (action V(updated), same container id, no
+    restart); a hand edit of them is repaired the same way. Lifting a limit (to V(0)) needs a new container.
+  - The host is read with one container listing (filtered by the cluster label), one image listing and one inspect per
+    existing desired container (plus one per distinct image); a run with nothing to do makes no write call.
 author:
   - stackfleet maintainers (@stackfleet)
 extends_documentation_fragment:
@@ -37,7 +41,10 @@ attributes:
     description: Reports the same actions a real run would take, without any write call.
   diff_mode:
     support: full
-    description: One diff per changed container; before is the observed container, after the desired document.
+    description:
+      - One diff per changed container. For an updated or recreated container, before and after name each field that
+        changed (C(image), C(env.DB_HOST), C(resources.memory_mb), ...) with its old and new value; env values are
+        never shown, only that they changed. For a created or removed one, the document or the observed container.
 options:
   cluster:
     description:
@@ -306,16 +313,27 @@ actions:
       type: str
     action:
       description:
-        - One of V(created), V(recreated), V(started), V(removed), V(unchanged), V(rolled back) (the replacement failed
+        - One of V(created), V(recreated), V(updated) (changed in place with docker update, same id, not restarted),
+          V(started), V(removed), V(unchanged), V(rolled back) (the replacement failed
           and the old container runs again), V(pending) (needs replacing, left as it is), V(failed) (could not be done,
           left as it is, for example its image cannot be pulled).
       type: str
     reason:
-      description: Why, for example V(missing), V(configuration changed (hash ...)), V(container is exited).
+      description: "Why, for example V(missing), V(configuration changed: image: web:1 → web:2), V(container is exited)."
       type: str
+    changes:
+      description:
+        - Each field that differs between the container and its document, for V(updated) and V(recreated) (and
+          V(pending)) containers.
+        - "For example V(image: web:1 → web:2), V(resources.memory_mb: 512 → 1024), V(env.DB_HOST: changed)."
+        - Env values are never shown. Empty when not known (a created container).
+      type: list
+      elements: str
   sample:
-    - {name: prod.lamp-1.mysql, action: unchanged, reason: up to date (running)}
-    - {name: prod.lamp-1.web, action: recreated, reason: configuration changed (hash 1f2e... -> 9a8b...)}
+    - {name: prod.lamp-1.mysql, action: updated, reason: "in place: resources.memory_mb: 512 → 1024",
+       changes: ["resources.memory_mb: 512 → 1024"]}
+    - {name: prod.lamp-1.web, action: recreated, reason: "configuration changed: image: web:1 → web:2; env.DB_HOST: changed",
+       changes: ["image: web:1 → web:2", "env.DB_HOST: changed"]}
 pending:
   description:
     - Containers that need replacing and were left as they are (O(replace=false), or the rollout on the host stopped
@@ -375,6 +393,7 @@ containers:
 """
 
 from ansible.module_utils.basic import AnsibleModule, _load_params
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _difference
 from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import (
     FAILED,
     PENDING,
@@ -467,8 +486,13 @@ def _diff(actions):
     for action in actions:
         if not action.changes or action.action in (PENDING, FAILED):
             continue
-        before = action.observed.summary() if action.observed else {}
-        after = dict(scrub_doc(action.doc), config_hash=config_hash(action.doc)) if action.doc else {}
+        if action.fields:  # name each field that changed, not two hashes
+            before, after = _difference.diff(action.fields)
+            if action.observed and action.doc and action.observed.labels.get("io.stackfleet.config-hash") != config_hash(action.doc):
+                before["config_hash"], after["config_hash"] = action.observed.summary()["config_hash"], config_hash(action.doc)
+        else:
+            before = action.observed.summary() if action.observed else {}
+            after = dict(scrub_doc(action.doc), config_hash=config_hash(action.doc)) if action.doc else {}
         diffs.append(dict(before=before, after=after,
                           before_header="%s (%s)" % (action.name, "observed" if before else "absent"),
                           after_header="%s (%s)" % (action.name, action.action)))
@@ -548,9 +572,10 @@ def main():
         image_ids, result["pulled"], unavailable, images_changed = _resolve_images(module, engine, docs)
         missing = missing_names(docs, observed)
         foreign = engine.foreign_names(cluster, missing) if missing else {}
+        configs = engine.configs(observed, [d["name"] for d in docs])  # in-place fields and field-level diffs
         todo = plan(docs, observed, image_ids, prune=params["prune"], foreign=foreign, replace=params["replace"],
                     unavailable=unavailable, would_pull=set(result["pulled"]) if module.check_mode else frozenset(),
-                    prune_all=params["prune_all"])
+                    prune_all=params["prune_all"], configs=configs)
     except (DocumentError, EngineError, SecretError) as exc:
         module.fail_json(msg="%s: %s" % (url, exc), **result)
 
