@@ -362,7 +362,7 @@ def plan(
     if not replace or failed:
         held = "replace is false" if not replace else "not replaced: image problems on this host (%s) stop its rollout" % (
             ", ".join(a.name for a in failed))
-        pending = [Action(a.name, PENDING, "%s (%s)" % (a.reason, held), a.doc, a.observed) for a in rollout if a.action == RECREATE]
+        pending = [Action(a.name, PENDING, "%s (%s)" % (a.reason, held), a.doc, a.observed, a.fields) for a in rollout if a.action == RECREATE]
         rollout = [a for a in rollout if a.action != RECREATE]
     wanted = {d["name"] for d in docs}
     removals = [Action(o.name, REMOVE, "leftover of an interrupted replacement", None, o)

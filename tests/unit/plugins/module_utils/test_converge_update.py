@@ -176,3 +176,12 @@ def test_on_failure_retry_count_round_trips():
     info = inspect_of(d)
     assert info["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
     assert _docker.doc_from_inspect(copy.deepcopy(info), IMAGE_CONFIG)["restart"] == "on-failure:3"
+
+
+def test_a_pending_replacement_names_its_fields_and_updates_still_happen_with_replace_false():
+    d1, d2 = doc(image="local/busybox:2"), doc(name="prod.db-2.db", instance="db-2", restart="always")
+    c1, c2 = doc(), doc(name="prod.db-2.db", instance="db-2")
+    configs = {c["name"]: _docker.doc_from_inspect(inspect_of(c), IMAGE_CONFIG) for c in (c1, c2)}
+    p = cv.plan([d1, d2], [observed(c1), cv.Observed(**dict(vars(observed(c2)), id="d" * 64))], IMAGES, replace=False, configs=configs)
+    assert [(a.name, a.action) for a in p.actions] == [("prod.db-1.db", cv.PENDING), ("prod.db-2.db", cv.UPDATE)]
+    assert p.actions[0].report()["changes"] == ["image: local/busybox:1 → local/busybox:2"]
