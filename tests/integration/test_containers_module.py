@@ -172,7 +172,7 @@ def test_hand_edits_are_repaired_and_nothing_else_changes(lab, host, client):
     assert acts(res) == {"copied-by-hand": "removed", "it.web-1.web": "started", "it.web-2.web": "created",
                          "it.web-3.web": "created", "it.web-4.web": "recreated", "it.web-5.web": "unchanged"}
     reasons = {a["name"]: a["reason"] for a in res["actions"]}
-    assert "renamed by hand" in reasons["copied-by-hand"] and "config-hash" in reasons["it.web-4.web"]
+    assert "renamed by hand" in reasons["copied-by-hand"] and "env.PASSWORD" in reasons["it.web-4.web"]
     after = snapshot(client)
     assert after["it.web-5.web"] == before["it.web-5.web"] and after["it.web-1.web"][0] == before["it.web-1.web"][0]
     assert set(after) == {d["name"] for d in docs} and {s for _cid, _created, s in after.values()} == {"running"}
@@ -224,8 +224,10 @@ def test_check_mode_and_diff_report_exactly_what_a_real_run_does(lab, host, clie
                              "it.web-4.web": "created"}
     diffs = {d["after_header"].split()[0]: d for d in checked["diff"]}
     assert set(diffs) == {"it.web-1.web", "it.web-3.web", "it.web-4.web"}
-    assert diffs["it.web-1.web"]["before"]["id"] == before["it.web-1.web"][0]
-    assert diffs["it.web-1.web"]["after"]["env"] == {"PASSWORD": "********"} and diffs["it.web-4.web"]["before"] == {}
+    # a replaced container's diff names the fields that changed, env values masked
+    web1 = diffs["it.web-1.web"]
+    assert web1["before"]["env.PASSWORD"] != web1["after"]["env.PASSWORD"] and diffs["it.web-4.web"]["before"] == {}
+    assert "hunter2" not in json.dumps(web1) and "rotated-secret" not in json.dumps(web1)
     assert "rotated-secret" not in raw and "hunter2" not in raw
     rc, real, raw = converge(lab, host, changed, diff=True)
     assert rc == 0 and real["actions"] == checked["actions"]
@@ -263,13 +265,15 @@ def test_rolling_replacement_one_at_a_time(lab, host, client):
     new = [doc(i, healthcheck=hc, env={"V": "2"}) for i in (1, 2, 3)]
     rc, res, _stdout = converge(lab, host, new, wait="healthy", max_parallel=1)
     assert rc == 0 and set(acts(res).values()) == {"recreated"}
-    log = [(e["Actor"]["Attributes"]["name"], e["status"]) for e in events(client, since, int(time.time()) + 1)
-           if (e["status"] == "destroy" and e["id"] in old_ids)
+    log = [(e["Actor"]["Attributes"]["name"].replace(".sf-next", ""), e["status"]) for e in events(client, since, int(time.time()) + 1)
+           if (e["status"] in ("stop", "destroy") and e["id"] in old_ids)
            or (e["id"] not in old_ids and (e["status"] == "start" or e["status"].startswith("health_status: healthy")))]
-    # each container is healthy before the next one is taken down
+    # the old one is stopped (not removed) before the new one starts on its ports, and removed only once the new one is
+    # healthy; each container is healthy before the next one is touched
     order = [(n, s.split(":")[0]) for n, s in log]
     assert order == [(n, s) for i in (1, 2, 3) for n, s in
-                     [("it.web-%d.web" % i, "destroy"), ("it.web-%d.web" % i, "start"), ("it.web-%d.web" % i, "health_status")]]
+                     [("it.web-%d.web" % i, "stop"), ("it.web-%d.web" % i, "start"), ("it.web-%d.web" % i, "health_status"),
+                      ("it.web-%d.web" % i, "destroy")]]
 
 
 def test_unreachable_engine_names_the_url(lab, host):
@@ -325,3 +329,32 @@ def test_explicit_tls_options_with_the_lab_ca_and_tls_hostname(lab, host):
     assert rc == 0 and res["changed"]
     rc, res, _stdout = play(dict(args, ca_path=lab.client_cert))  # a CA that did not sign the engine's certificate
     assert rc != 0 and "certificate verify failed" in res["msg"]
+
+
+def test_env_values_never_reach_vvv_output_or_diff(lab, host, client):
+    """-vvv prints each task's full result (invocation.module_args included) and the diff; the
+    module's syslog line is covered by tests/unit/plugins/modules/test_containers_module_args.py."""
+    secret, rotated = "s3cr3t-value-4711", "r0tated-value-0815"
+    docs = [doc(1, env={"PASSWORD": secret, "FLAG": "1"}), doc(2, env={"PASSWORD": secret, "FLAG": "1"})]
+    assert converge(lab, host, docs)[0] == 0
+    changed = [doc(1, env={"PASSWORD": rotated, "FLAG": "1"}), doc(2, env={"PASSWORD": rotated, "FLAG": "1"}, command=["/no/such"])]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "play.yml")
+        args = dict(tls_args(lab, host), cluster=CLUSTER, containers=changed)
+        with open(path, "w") as handle:
+            handle.write(PLAYBOOK.format(args=json.dumps(args), env="{}"))
+        inventory = os.path.join(tmp, "inventory")
+        with open(inventory, "w") as handle:
+            handle.write("localhost ansible_connection=local ansible_python_interpreter=%s/.venv/bin/python\n" % ROOT)
+        run_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_INVENTORY_ENABLED="ansible.builtin.ini")
+        outputs = []
+        for extra in (["--check"], []):
+            proc = subprocess.run([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", inventory, path, "-vvv", "--diff"] + extra,
+                                  cwd=ROOT, env=run_env, capture_output=True, text=True, timeout=300, check=False)
+            outputs.append(proc.stdout + proc.stderr)
+    assert "it.web-2.web" in outputs[1] and "no/such" in outputs[1]  # the real run failed on web-2, with its error shown
+    assert "PASSWORD" in outputs[0] and "it.web-1.web" in outputs[0]
+    for text in outputs:
+        assert secret not in text and rotated not in text
+        assert "web-********" not in text  # values are not masked as substrings of other text
+    assert "PASSWORD=%s" % rotated in client.containers.get("it.web-1.web").attrs["Config"]["Env"]
