@@ -27,6 +27,7 @@ from ansible.module_utils.common.parameters import env_fallback
 from ansible.module_utils.errors import AnsibleFallbackNotFound
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import open_url
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_decide import normalise_url  # noqa: F401 (one rule, shared)
 
 #: gRPC status codes etcd reports through the gateway that are worth naming.
 CODE_UNAVAILABLE = 14  # "etcdserver: unhealthy cluster", "request timed out", "leader changed"
@@ -197,17 +198,6 @@ def prefix_range_end(key: bytes) -> bytes:
             end[i] += 1
             return bytes(end[: i + 1])
     return b"\0"  # every key
-
-
-def normalise_url(url: str) -> str:
-    """Peer/client URLs compared the way etcd compares them: scheme and host case-folded,
-    no trailing slash."""
-    url = url.strip().rstrip("/")
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url.lower()
-    host, slash, path = rest.partition("/")
-    return "%s://%s%s%s" % (scheme.lower(), host.lower(), slash, path)
 
 
 class Member(t.NamedTuple):
