@@ -181,6 +181,38 @@ def test_engine_killed_mid_replacement_is_repaired_by_the_next_run(lab, host, cl
     assert all(after[n][0] != before[n][0] for n in after)
 
 
+def test_host_partitioned_mid_replacement_is_repaired_by_the_next_run(lab, host, client):
+    slow = {"test": ["CMD", "sh", "-c", "test -e /tmp/ready"], "interval": 0.5, "timeout": 2.0, "retries": 100,
+            "start_period": 0.0}
+    docs = [doc(1), doc(2)]
+    assert converge(lab, host, docs)[0] == 0
+    before = state(client)
+    changed = [doc(i, healthcheck=slow, env={"PASSWORD": "v3"}) for i in (1, 2)]
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(
+        out=converge(lab, host, changed, wait="healthy", wait_timeout=60, timeout=5)))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(c.name.endswith(".sf-next") and c.status == "running" for c in client.containers.list()):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("no replacement started")
+    lab.disconnect(1)
+    try:
+        runner.join(180)
+    finally:
+        lab.reconnect(1)
+    rc, res, _out = result["out"]
+    assert rc != 0 and host.docker_url in res["msg"], res["msg"]
+    # the engine kept running behind the partition: the old container is stopped, not removed
+    assert client.containers.get("it.web-1.web").id == before["it.web-1.web"][0]
+    fixed = [doc(i, env={"PASSWORD": "v3"}) for i in (1, 2)]
+    after = assert_converged_and_idempotent(lab, host, client, fixed)
+    assert all(after[n][0] != before[n][0] for n in after)
+
+
 # ---- site.yml: two-phase rollout on 2 hosts -------------------------------------------------------------------
 
 LB_STACK = """
