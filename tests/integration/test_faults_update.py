@@ -221,3 +221,29 @@ def test_a_container_created_by_0_1_is_kept_and_a_new_limit_recreates_it_once(la
     check_then_apply(lab, [d2], {"fu.db-1.db": "recreated"})
     after = state(client)
     assert after["fu.db-1.db"][0] != before["fu.db-1.db"][0] and after["fu.db-1.db"][3] == config_hash(d2) == config_hash(d)
+
+
+def test_the_real_configuration_of_a_fresh_container_reads_back_as_its_document(lab, client):
+    # No false differences from what dockerd 20.10 reports: every field, image defaults netted out.
+    from ansible_collections.stackfleet.cluster.plugins.module_utils import _difference
+
+    rich = doc(3, image=OTHER_IMAGE, command=None, network_mode="bridge", restart="on-failure:3",
+               ports=[{"container_port": 80, "protocol": "tcp", "host_port": 18080, "host_ip": ""},
+                      {"container_port": 53, "protocol": "udp", "host_port": 18053, "host_ip": "127.0.0.1"}],
+               volumes=[{"source": "fu-data", "target": "/data", "read_only": False},
+                        {"source": "fu-conf", "target": "/conf", "read_only": True}],
+               resources={"cpus": 0.3, "memory_mb": 48}, labels={"team": "data", "tier": "1"},
+               healthcheck={"test": ["CMD", "true"], "interval": 2.5, "timeout": 3.0, "retries": 2, "start_period": 0.0})
+    docs = [doc(1), rich]
+    rc, res, _out = converge(lab, docs)
+    assert rc == 0 and set(acts(res).values()) == {"created"}, res
+    host = lab.host(1)
+    engine = _docker.connect(_docker.resolve_endpoint({"docker_host": host.docker_url, "validate_certs": True, "ca_path": lab.ca_cert,
+                                                       "client_cert": lab.client_cert, "client_key": lab.client_key}, environ={}))
+    observed = engine.list_cluster(CLUSTER)
+    real = engine.configs(observed, [d["name"] for d in docs])
+    assert set(real) == {d["name"] for d in docs}
+    for d in docs:
+        assert _difference.differences(real[d["name"]], d) == [], d["name"]
+    rc, res, _out = converge(lab, docs)
+    assert rc == 0 and not res["changed"] and set(acts(res).values()) == {"unchanged"}
