@@ -109,6 +109,34 @@ PLAYBOOK = """\
       check_mode: false
       changed_when: false
 """
+# The containers module alone (no role, so no plan-wide check first): its own check must refuse too.
+MODULE_PLAYBOOK = """\
+- name: Plan
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Plan the stack
+      stackfleet.cluster.stack_plan:
+        stack_file: "{{ sf_stack_file }}"
+        hosts: "{{ groups['stackfleet_hosts'] | stackfleet.cluster.host_documents(hostvars) }}"
+      register: sf_plan
+
+- name: Converge with the module only
+  hosts: stackfleet_hosts
+  gather_facts: false
+  tasks:
+    - name: Converge this host's containers (module)
+      stackfleet.cluster.containers:
+        cluster: "{{ hostvars['localhost'].sf_plan.cluster }}"
+        containers: "{{ hostvars['localhost'].sf_plan.containers[inventory_hostname] }}"
+        secrets: "{{ stackfleet_secrets }}"
+        docker_host: "{{ stackfleet_docker_host }}"
+        tls: true
+        ca_path: "{{ stackfleet_docker_ca_path }}"
+        client_cert: "{{ stackfleet_docker_client_cert }}"
+        client_key: "{{ stackfleet_docker_client_key }}"
+      delegate_to: localhost
+"""
 # A stand-in for the C `syslog` module, first on PYTHONPATH of ansible-playbook and so of every
 # module it runs locally: it appends "<ident>: <message>" to $SF_SYSLOG_CAPTURE.
 FAKE_SYSLOG = '''\
@@ -150,6 +178,7 @@ def env(tmp_path_factory):
         work = tmp_path_factory.mktemp("secrets")
         (work / "stack.yml").write_text(STACK)
         (work / "converge.yml").write_text(PLAYBOOK)
+        (work / "module.yml").write_text(MODULE_PLAYBOOK)
         (work / "fakesyslog").mkdir()
         (work / "fakesyslog" / "syslog.py").write_text(FAKE_SYSLOG)
         inventory = work / "inventory"
@@ -181,7 +210,7 @@ def secrets_file(work, name, secrets, vault=()):
 class Run:
     """One playbook run: its output, the files it kept, and the captured system log."""
 
-    def __init__(self, lab, work, secrets_path, tag, check=False, verbose=True, vault=False):
+    def __init__(self, lab, work, secrets_path, tag, check=False, verbose=True, vault=False, playbook="converge.yml"):
         out = work / ("out-" + tag)
         out.mkdir()
         self.syslog_path = work / ("syslog-" + tag)
@@ -189,7 +218,7 @@ class Run:
         if vault:
             args += ["--vault-password-file", str(work / "vault-pass")]
         self.run = ansible_playbook(
-            str(work / "converge.yml"), lab, extra_vars={"sf_stack_file": str(work / "stack.yml"), "sf_out": str(out)},
+            str(work / playbook), lab, extra_vars={"sf_stack_file": str(work / "stack.yml"), "sf_out": str(out)},
             check=check, diff=True, args=args,
             env={"PYTHONPATH": str(work / "fakesyslog"), "SF_SYSLOG_CAPTURE": str(self.syslog_path)}, timeout=600)
         self.files = {p.name: p.read_text() for p in sorted(out.iterdir())}
@@ -322,6 +351,16 @@ def test_a_missing_secret_fails_every_host_before_any_change(env):
         assert expected in failed.output, failed.run.stdout[-4000:]
     assert state(lab) == before
     failed.assert_nothing_leaked([DB_PASSWORD, DB_PASSWORD_2, DB_PASSWORD_3], module_ran=False)
+
+    # The module on its own refuses as well, on each host whose documents lack a value, before it connects
+    # (db_password as it is now: a host without api_key users has nothing to do and stays as it is).
+    current = secrets_file(work, "secrets-3b.yml", {"db_password": DB_PASSWORD_2})
+    alone = Run(lab, work, current, "missing-module", playbook="module.yml")
+    assert alone.run.rc != 0
+    assert "secret 'api_key' for %s.worker-1.worker env TOKEN" % CLUSTER in alone.output, alone.run.stdout[-4000:]
+    assert "nothing was changed" in alone.output
+    assert state(lab) == before
+    assert DB_PASSWORD_2 not in alone.output + alone.syslog
 
     # A re-run with every secret repairs: the rotation is applied, then nothing changes.
     full = secrets_file(work, "secrets-4.yml", {"db_password": DB_PASSWORD_3, "api_key": API_KEY})
