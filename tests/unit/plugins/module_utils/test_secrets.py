@@ -141,3 +141,31 @@ def test_the_engine_gets_every_value_and_the_hashable_form_none(documents, secre
             assert env[key] == secrets[name]
             digest = _secrets.hashable(doc, secrets)["env"][key]
             assert digest == {"secret": name, "sha256": _secrets.digest(doc["name"], secrets[name])}
+
+
+# --- the stack file side: references survive YAML, validation and rendering as references
+
+names_ok = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,20}", fullmatch=True)
+names_bad = st.text(min_size=1, max_size=12).filter(lambda n: not _secrets.SECRET_NAME.fullmatch(n))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.from_regex(r"[A-Z][A-Z0-9_]{0,6}", fullmatch=True), names_ok, min_size=1, max_size=4))
+def test_stack_file_references_reach_the_documents_unchanged(refs_by_key):
+    from ansible_collections.stackfleet.cluster.plugins.module_utils import _desired, _spec
+
+    env = "".join("      %s: {secret: %s}\n" % (key, name) for key, name in refs_by_key.items())
+    spec = _spec.load_text("cluster: c\nservices:\n  db:\n    image: x\n    env:\n%sdeploy: {db: {count: 1}}\n" % env)
+    doc = _desired.render(spec, {"db-1": "n1"}, _spec.load_hosts([{"name": "n1"}]))["n1"][0]
+    assert doc["env"] == {key: {"secret": name} for key, name in refs_by_key.items()}
+    assert _secrets.refs(doc) == refs_by_key
+
+
+@settings(max_examples=100, deadline=None)
+@given(names_bad)
+def test_stack_file_rejects_every_name_that_is_not_an_identifier(name):
+    from ansible_collections.stackfleet.cluster.plugins.module_utils import _spec
+
+    with pytest.raises(_spec.SpecError) as caught:
+        _spec.load_data({"cluster": "c", "services": {"db": {"image": "x", "env": {"PW": {"secret": name}}}}, "deploy": {"db": {"count": 1}}})
+    assert any(m.startswith("<inline>: services.db.env.PW.secret: expected a secret name") for m in caught.value.errors)
