@@ -134,18 +134,27 @@ def previous_from_labels(spec: Spec, labels_by_host: t.Mapping[str, t.Iterable[t
     return placement, sorted(set(notes))
 
 
-def docker_params(variables: t.Mapping[str, t.Any], timeout: t.Optional[int] = None) -> t.Optional[t.Dict[str, t.Any]]:
-    """Docker connection options from a host's `stackfleet_docker_*` variables, or None
-    without `stackfleet_docker_host` (the default socket would be the controller's own
-    engine, not the host's). `timeout` applies when the host sets none."""
-    if not variables.get("stackfleet_docker_host"):
-        return None
+def docker_options(variables: t.Mapping[str, t.Any]) -> t.Dict[str, t.Any]:
+    """The `containers` module's connection options from a host's `stackfleet_docker_*`
+    variables: only those that are set (booleans read as Ansible reads them). Whatever is not
+    set is left to the module's own defaults and secure-by-default rule (`_docker.resolve_endpoint`),
+    so the inventory plugin, the stack role and the etcd role reach an engine the same way.
+    The one mapping of these variables; the `docker_connection` filter exposes it to roles."""
     params: t.Dict[str, t.Any] = {}
     for var, option in DOCKER_VARS.items():
         value = variables.get(var)
         if value is None or value == "":
             continue
         params[option] = boolean(value, strict=False) if option in _BOOL_OPTIONS else value
+    return params
+
+
+def docker_params(variables: t.Mapping[str, t.Any], timeout: t.Optional[int] = None) -> t.Optional[t.Dict[str, t.Any]]:
+    """`docker_options`, or None without `stackfleet_docker_host` (the default socket would be
+    the controller's own engine, not the host's). `timeout` applies when the host sets none."""
+    if not variables.get("stackfleet_docker_host"):
+        return None
+    params = docker_options(variables)
     if timeout and "timeout" not in params:
         params["timeout"] = timeout
     return params
