@@ -61,7 +61,9 @@ options:
       - The keeper runs on the controller with the controller's Python and reaches O(endpoints) from there, whatever
         host the task is delegated to. It is found by a state file in C(<tmp>/stackfleet-<uid>/) (see docs/etcd.md).
       - V(false) leaves the lease to run out after O(ttl) seconds unless the lock is taken again (same O(holder)),
-        which refreshes it.
+        which refreshes it. Use it to hold a lock beyond the command that takes it (an ad hoc C(ansible) command
+        ends at once, and with it a kept lock).
+      - Ignored in check mode (nothing is taken, so nothing is kept).
     type: bool
     default: true
   wait_timeout:
