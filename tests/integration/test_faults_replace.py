@@ -102,7 +102,9 @@ def test_image_that_exits_at_once_is_rolled_back_and_stops_the_rollout(lab, host
     assert converge(lab, host, docs)[0] == 0
     before = state(client)
     crashing = [doc(i, command=CRASH) for i in (1, 2, 3)]
+    started = time.monotonic()
     rc, res, _out = converge(lab, host, crashing, max_parallel=1)
+    print("rolled back in a run of %.1f s" % (time.monotonic() - started))  # figure for docs/containers.md (pytest -s)
     assert rc != 0
     assert "it.web-1.web: rolled back" in res["msg"] and "boom-crash-output" in res["msg"], res["msg"]
     assert acts(res) == {"it.web-1.web": "rolled back", "it.web-2.web": "pending", "it.web-3.web": "pending"}
@@ -301,8 +303,10 @@ def test_site_replaces_load_balancers_one_host_at_a_time(site_lab, tmp_path):
     assert sum(checked.recap[h.name]["changed"] for h in lab.hosts) >= 2
     poller = Poller(lab)
     poller.start()
+    started = time.monotonic()
     try:
         run = ansible_playbook("playbooks/site.yml", inventory, extra_vars=changed)
+        run_seconds = time.monotonic() - started
     finally:
         poller.done.set()
         poller.join()
@@ -310,6 +314,8 @@ def test_site_replaces_load_balancers_one_host_at_a_time(site_lab, tmp_path):
     after = _lb_ids(lab)
     assert all(after[i] != before[i] for i in after), (before, after)  # both replaced
     windows = [poller.down_windows(i) for i in range(len(lab.hosts))]
+    print("lb down windows (s): %s; site.yml run %.1f s" % (  # figures for docs/containers.md (pytest -s)
+        [[round(end - start, 2) for start, end in w] for w in windows], run_seconds))
     assert all(windows), windows  # each host's lb was down for a moment (stopped before its successor started)
     for a_start, a_end in windows[0]:
         for b_start, b_end in windows[1]:
