@@ -20,6 +20,7 @@ import os
 
 from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import CONNECTION_ARGSPEC
 from ansible_collections.stackfleet.cluster.plugins.module_utils._state import run_identity
@@ -48,7 +49,7 @@ class ActionModule(ActionBase):
         owner = os.getppid()  # ansible-playbook: the worker running this task is its child
         if not args.get("holder"):
             args["holder"] = run_identity(owner)
-        keep_alive = args.get("keep_alive", True) not in (False, "false", "False", "no", "0", 0)
+        keep_alive = boolean(args.get("keep_alive", True), strict=False)
         name = str(args.get("name") or "")
         releasing = args.get("state") == "released"
         if releasing and keep_alive and not self._task.check_mode and name:

@@ -400,9 +400,20 @@ class EtcdClient:
         answer = self.request("/version", endpoint=endpoint, method="GET", raw_path=True)
         return {"etcdserver": str(answer.get("etcdserver", "")), "etcdcluster": str(answer.get("etcdcluster", ""))}
 
-    def supports_learners(self) -> bool:
-        """Learners exist from cluster version 3.4 on."""
-        return parse_version(self.version()["etcdcluster"] or "0.0") >= (3, 4)
+    def supports_learners(self, settle: float = 10.0) -> bool:
+        """Learners exist from cluster version 3.4 on.
+
+        Right after start-up a cluster reports version 3.0.0 until its leader has settled the
+        cluster version (seconds on a loaded machine): while the server itself is 3.4 or newer,
+        wait up to `settle` seconds for the real answer instead of taking 3.0 for it."""
+        deadline = time.monotonic() + settle
+        while True:
+            versions = self.version()
+            cluster = parse_version(versions["etcdcluster"] or "0.0")
+            if cluster >= (3, 4) or parse_version(versions["etcdserver"] or "0.0") < (3, 4) \
+                    or cluster != (3, 0) or time.monotonic() >= deadline:
+                return cluster >= (3, 4)
+            time.sleep(0.5)
 
     def health(self, endpoint: t.Optional[str] = None) -> t.Tuple[bool, str]:
         """`GET /health` (a quorum read on the member): (healthy, reason)."""

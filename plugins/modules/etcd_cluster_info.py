@@ -70,6 +70,11 @@ healthy:
   description: Whether every voting member is healthy.
   returned: always
   type: bool
+has_quorum:
+  description:
+    - Whether a healthy majority of the voting members answers (the rule M(stackfleet.cluster.etcd_plan) decides by).
+  returned: always
+  type: bool
 quorum:
   description: Voting members needed for a majority.
   returned: always
@@ -111,6 +116,7 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import (
     client_from_params,
     id_hex,
 )
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_decide import has_quorum
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_membership import (
     probe_members,
     quorum,
@@ -138,6 +144,7 @@ def cluster_info(client: EtcdClient) -> t.Dict[str, t.Any]:
         "leader": leader,
         "revision": revision,
         "healthy": healthy_voters == len(voters),
+        "has_quorum": has_quorum(rows),
         "quorum": quorum(len(voters)),
         "fault_tolerance": max(healthy_voters - quorum(len(voters)), 0),
         "members": rows,

@@ -223,3 +223,14 @@ def test_which_errors_are_ambiguous():
     assert not EtcdError("etcdserver: unhealthy cluster", 14).ambiguous
     assert not EtcdError("etcdserver: member not found", 5).ambiguous
     assert not EtcdConnectionError("cannot reach etcd: refused").ambiguous
+
+
+def test_learner_support_waits_for_the_cluster_version_to_settle(monkeypatch):
+    """A 3.4 cluster says 3.0.0 until its leader settles the version: not a 3.0 cluster."""
+    answers = iter([{"etcdserver": "3.4.23", "etcdcluster": "3.0.0"}] * 3 + [{"etcdserver": "3.4.23", "etcdcluster": "3.4.0"}])
+    client = _etcd.EtcdClient(["http://a:2379"])
+    monkeypatch.setattr(client, "version", lambda: next(answers))
+    monkeypatch.setattr(_etcd.time, "sleep", lambda s: None)
+    assert client.supports_learners()
+    monkeypatch.setattr(client, "version", lambda: {"etcdserver": "3.3.25", "etcdcluster": "3.3.0"})
+    assert not client.supports_learners()
