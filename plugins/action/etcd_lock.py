@@ -11,7 +11,7 @@ name and the ansible-playbook process ID (the parent of every worker process).
 With keep_alive (the default), taking the lock starts a keeper process on the controller
 (plugin_utils/_lock_keeper.py) that renews the lease every ttl/3 seconds while ansible-playbook
 runs and revokes it as soon as ansible-playbook is gone (Ctrl-C, SIGKILL, a run that ends without
-releasing). Releasing stops the keeper first.
+releasing). Releasing stops the keeper once the lock is given back.
 """
 
 from __future__ import annotations
@@ -52,10 +52,11 @@ class ActionModule(ActionBase):
         keep_alive = boolean(args.get("keep_alive", True), strict=False)
         name = str(args.get("name") or "")
         releasing = args.get("state") == "released"
-        if releasing and keep_alive and not self._task.check_mode and name:
-            _lock_keeper.stop(name, owner)
         result.update(self._execute_module(module_name="stackfleet.cluster.etcd_lock", module_args=args,
                                            task_vars=task_vars))
+        if releasing and keep_alive and not self._task.check_mode and name:
+            # After the release, not before: the lease stays renewed until the key is gone.
+            _lock_keeper.stop(name, owner)
         lock = result.get("lock") or {}
         if (not releasing and keep_alive and not result.get("failed") and not self._task.check_mode
                 and lock.get("lease_id")):

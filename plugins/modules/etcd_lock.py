@@ -57,7 +57,7 @@ options:
     description:
       - With O(state=acquired), start a keeper process on the controller that renews the lease every O(ttl)/3 seconds
         while the C(ansible-playbook) process of this run is alive, and revokes it when that process is gone.
-        With O(state=released), stop this run's keeper first.
+        With O(state=released), stop this run's keeper once the lock is given back.
       - The keeper runs on the controller with the controller's Python and reaches O(endpoints) from there, whatever
         host the task is delegated to. It is found by a state file in C(<tmp>/stackfleet-<uid>/) (see docs/etcd.md).
       - V(false) leaves the lease to run out after O(ttl) seconds unless the lock is taken again (same O(holder)),

@@ -80,6 +80,14 @@ def holding(lab, stack_file, log_path, hold=300, **extra):
                                 start_new_session=True)
     try:
         holder = wait_for_holder(lab, lambda h: h.endswith(":%d" % proc.pid), 60, proc, log_path)
+        # The run is at work once its lock task has finished (keeper started) and the long task runs.
+        # (Interrupted inside the lock task itself, between the take and the keeper's start, the lease
+        # runs out after its TTL instead: docs/etcd.md.)
+        deadline = time.monotonic() + 60
+        while "TASK [Work for a while]" not in open(log_path).read():
+            assert time.monotonic() < deadline and proc.poll() is None, open(log_path).read()[-3000:]
+            time.sleep(0.1)
+        time.sleep(1)  # inside the task (a signal while ansible forks a worker can leave it waiting)
         yield proc, holder
     finally:
         with contextlib.suppress(ProcessLookupError):
