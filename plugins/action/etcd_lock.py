@@ -52,24 +52,25 @@ class ActionModule(ActionBase):
         keep_alive = boolean(args.get("keep_alive", True), strict=False)
         name = str(args.get("name") or "")
         releasing = args.get("state") == "released"
-        result.update(self._execute_module(module_name="stackfleet.cluster.etcd_lock", module_args=args,
-                                           task_vars=task_vars))
-        if releasing and keep_alive and not self._task.check_mode and name:
-            # After the release, not before: the lease stays renewed until the key is gone.
-            _lock_keeper.stop(name, owner)
-        lock = result.get("lock") or {}
-        if (not releasing and keep_alive and not result.get("failed") and not self._task.check_mode
-                and lock.get("lease_id")):
+        keeping = keep_alive and not self._task.check_mode and bool(name)
+        keeper, started = None, False
+        if keeping and not releasing:
+            # Started before the take, so that a run interrupted right after it is covered too:
+            # the keeper finds the lease of this holder's lock in etcd by itself.
             try:
-                keeper = _lock_keeper.start(connection_params(args), name, int(lock["lease_id"]),
-                                            int(lock.get("ttl") or args.get("ttl") or 60), owner)
+                keeper, started = _lock_keeper.start(connection_params(args), name, args["holder"],
+                                                     int(args.get("ttl") or 60), owner)
             except (_lock_keeper.KeeperError, OSError, AnsibleActionFail) as err:
-                # Give the lock back rather than hold it unrenewed: a run must not outlive its lock.
-                self._execute_module(module_name="stackfleet.cluster.etcd_lock",
-                                     module_args=dict(args, state="released"), task_vars=task_vars)
-                result.update(failed=True, changed=False, msg="took lock %r but cannot keep it alive, so released it: %s"
+                result.update(failed=True, changed=False, msg="cannot keep lock %r alive, so did not take it: %s"
                               % (name, err))
                 return result
-            result["keeper"] = {"pid": keeper.get("pid"), "interval": keeper.get("interval"),
+        result.update(self._execute_module(module_name="stackfleet.cluster.etcd_lock", module_args=args,
+                                           task_vars=task_vars))
+        if keeping and (releasing or (started and result.get("failed"))):
+            # After the release, not before: the lease stays renewed until the key is gone.
+            _lock_keeper.stop(name, owner)
+        elif keeper is not None and not result.get("failed"):
+            result["keeper"] = {"pid": keeper.get("pid"), "interval": max(int((result.get("lock") or {}).get("ttl")
+                                                                              or args.get("ttl") or 60) / 3.0, 0.5),
                                 "watches_pid": owner}
         return result

@@ -3,16 +3,16 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The lock keeper: keeps a run lock's lease alive exactly as long as the run that took it.
 
-`etcd_lock`'s action plugin starts one keeper per lock it takes, on the controller, as a
-detached process run with the controller's own interpreter:
+`etcd_lock`'s action plugin starts one keeper per lock and run, on the controller, just
+before it takes the lock, as a detached process run with the controller's own interpreter:
 
     python -m ansible_collections.stackfleet.cluster.plugins.plugin_utils._lock_keeper  < job (JSON)
 
-The keeper renews the lease (`/lease/keepalive`) every `interval` seconds (ttl/3) while the
-ansible-playbook process that took the lock (its PID and start time) is alive. When that
+The keeper finds the lease of its holder's lock in etcd, then renews it (`/lease/keepalive`)
+every `interval` seconds (ttl/3) while the ansible-playbook process that took the lock (its PID and start time) is alive. When that
 process is gone (normal end without release, Ctrl-C, SIGKILL, a crashed controller process)
-it revokes the lease, so the lock goes at once, and exits. Releasing the lock stops the keeper
-first (SIGTERM, found by its state file). If the keeper itself dies, the short lease runs
+it revokes the lease, so the lock goes at once, and exits. Releasing the lock, then, stops the
+keeper (SIGTERM, found by its state file). If the keeper itself dies, the short lease runs
 out after `ttl` seconds: that is the bound on how long a dead run can block the next one.
 
 State files live in a private folder of the temporary directory, one per lock and run:
@@ -33,6 +33,7 @@ import time
 import typing as t
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import EtcdClient, EtcdError, client_from_params
+from ansible_collections.stackfleet.cluster.plugins.module_utils._state import decode_lock, lock_key
 
 MODULE = "ansible_collections.stackfleet.cluster.plugins.plugin_utils._lock_keeper"
 POLL = 0.5  # seconds between checks that the run is still there
@@ -104,6 +105,47 @@ def keep(client: t.Any, lease_id: int, owner_pid: int, owner_start: t.Optional[s
         sleep(poll)
 
 
+def find_lease(client: t.Any, name: str, holder: str, owner_pid: int, owner_start: t.Optional[str],
+               log: t.Callable[[str], None] = lambda text: None, sleep: t.Callable[[float], None] = time.sleep,
+               is_alive: t.Callable[[int, t.Optional[str]], bool] = alive, poll: float = 1.0) -> t.Tuple[int, int]:
+    """Wait until `holder` holds lock `name`; returns (lease, ttl), or (0, 0) when the owner
+    process ended first. The keeper starts before the lock is taken, so that a run interrupted
+    between taking it and starting the keeper is covered too: the owner's liveness is read
+    before the key, so a lock taken just before the owner died is still found (and revoked)."""
+    while True:
+        owner_alive = is_alive(owner_pid, owner_start)
+        try:
+            kv = client.get(lock_key(name))[1]
+        except EtcdError as err:
+            log("reading lock %r failed: %s" % (name, err))
+            kv = None
+        if kv is not None and kv.lease:
+            lock = decode_lock(kv.value, kv.create_revision, kv.lease)
+            if lock.holder == holder:
+                return lock.lease_id, lock.ttl
+        if not owner_alive:
+            return 0, 0
+        sleep(poll)
+
+
+def run(client: t.Any, name: str, holder: str, owner_pid: int, owner_start: t.Optional[str], ttl: int,
+        log: t.Callable[[str], None] = lambda text: None, found: t.Callable[[int, float], None] = lambda lease, i: None,
+        **timing: t.Any) -> str:
+    """The keeper's life: find this run's lease, keep it; when it is lost (ran out, broken with
+    force), look for the lock again while the run lives. Returns why it ended."""
+    find_timing = {k: v for k, v in timing.items() if k in ("sleep", "is_alive")}
+    while True:
+        lease_id, granted = find_lease(client, name, holder, owner_pid, owner_start, log=log, **find_timing)
+        if not lease_id:
+            return "owner gone"
+        interval = max((granted or ttl) / 3.0, 0.5)
+        found(lease_id, interval)
+        log("keeping lease %x of lock %r every %.1fs while process %d runs" % (lease_id, name, interval, owner_pid))
+        why = keep(client, lease_id, owner_pid, owner_start, interval, log=log, **timing)
+        if why == "owner gone":
+            return why
+
+
 def revoke(client: t.Any, lease_id: int, log: t.Callable[[str], None], sleep: t.Callable[[float], None],
            clock: t.Callable[[], float], deadline: float) -> bool:
     """Revoke the lease, retrying until `deadline` (then it runs out by itself)."""
@@ -170,23 +212,19 @@ def collections_root() -> str:
     return os.sep.join(parts[:index]) or os.sep
 
 
-def start(connection: t.Mapping[str, t.Any], name: str, lease_id: int, ttl: int, owner_pid: int,
-          python: t.Optional[str] = None) -> t.Dict[str, t.Any]:
-    """Start (or keep) the keeper of lock `name` for the run `owner_pid`; returns its state.
-
-    A keeper already keeping this lease is left alone; one keeping another lease of the
-    same lock and run is stopped first.
+def start(connection: t.Mapping[str, t.Any], name: str, holder: str, ttl: int, owner_pid: int,
+          python: t.Optional[str] = None) -> t.Tuple[t.Dict[str, t.Any], bool]:
+    """Start the keeper of lock `name` for the run `owner_pid` (before the lock is taken: it
+    finds the lease of `holder` itself); returns (its state, whether it was started now). A
+    keeper this run already has for the lock is left alone: it keeps whatever lease the holder has.
     """
     path = state_path(name, owner_pid)
     current = read_state(path)
     if current and _is_keeper(current):
-        if int(current.get("lease_id") or 0) == lease_id:
-            return current
-        stop(name, owner_pid)
+        return current, False
     prune_logs()
-    interval = max(ttl / 3.0, 0.5)
-    job = {"connection": dict(connection), "lease_id": lease_id, "owner_pid": owner_pid,
-           "owner_start": process_start(owner_pid), "interval": interval, "state_file": path, "name": name}
+    job = {"connection": dict(connection), "name": name, "holder": holder, "ttl": ttl, "owner_pid": owner_pid,
+           "owner_start": process_start(owner_pid), "state_file": path}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (collections_root(), env.get("PYTHONPATH")) if p)
     log_path = path[:-len(".json")] + ".log"
@@ -200,7 +238,7 @@ def start(connection: t.Mapping[str, t.Any], name: str, lease_id: int, ttl: int,
     while time.monotonic() < deadline:
         state = read_state(path)
         if state and state.get("pid") == proc.pid:
-            return state
+            return state, True
         if proc.poll() is not None:
             break
         time.sleep(0.05)
@@ -267,13 +305,17 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the run must not stop us first
     path = job["state_file"]
     client: EtcdClient = client_from_params(job["connection"])
-    _write_state(path, {"pid": os.getpid(), "pid_start": process_start(os.getpid()), "lease_id": job["lease_id"],
-                        "owner_pid": job["owner_pid"], "name": job["name"], "interval": job["interval"]})
-    _log("keeping lease %x of lock %r every %.1fs while process %d runs" % (
-        job["lease_id"], job["name"], job["interval"], job["owner_pid"]))
+    state = {"pid": os.getpid(), "pid_start": process_start(os.getpid()), "lease_id": 0, "interval": 0.0,
+             "owner_pid": job["owner_pid"], "name": job["name"], "holder": job["holder"]}
+    _write_state(path, state)
+    _log("waiting for %s to take lock %r while process %d runs" % (job["holder"], job["name"], job["owner_pid"]))
+
+    def found(lease_id: int, interval: float) -> None:
+        _write_state(path, dict(state, lease_id=lease_id, interval=interval))
+
     try:
-        why = keep(client, int(job["lease_id"]), int(job["owner_pid"]), job.get("owner_start"),
-                   float(job["interval"]), log=_log)
+        why = run(client, job["name"], job["holder"], int(job["owner_pid"]), job.get("owner_start"), int(job["ttl"]),
+                  log=_log, found=found)
         _log("stopped: " + why)
     except SystemExit:
         _log("stopped: released")

@@ -70,7 +70,7 @@ def run_env():
 
 
 @contextlib.contextmanager
-def holding(lab, stack_file, log_path, hold=300, **extra):
+def holding(lab, stack_file, log_path, hold=300, at_work=True, **extra):
     """ansible-playbook holding the lock (hold_lock.yml) in its own process group; yields
     (process, holder) once the lock is taken. Whatever is left of the group is killed after."""
     extra = dict({"stackfleet_stack_file": stack_file, "hold_seconds": hold}, **extra)
@@ -80,14 +80,13 @@ def holding(lab, stack_file, log_path, hold=300, **extra):
                                 start_new_session=True)
     try:
         holder = wait_for_holder(lab, lambda h: h.endswith(":%d" % proc.pid), 60, proc, log_path)
-        # The run is at work once its lock task has finished (keeper started) and the long task runs.
-        # (Interrupted inside the lock task itself, between the take and the keeper's start, the lease
-        # runs out after its TTL instead: docs/etcd.md.)
+        # The run is at work once its lock task has finished and the long task runs.
         deadline = time.monotonic() + 60
-        while "TASK [Work for a while]" not in open(log_path).read():
+        while at_work and "TASK [Work for a while]" not in open(log_path).read():
             assert time.monotonic() < deadline and proc.poll() is None, open(log_path).read()[-3000:]
             time.sleep(0.1)
-        time.sleep(1)  # inside the task (a signal while ansible forks a worker can leave it waiting)
+        if at_work:
+            time.sleep(1)  # inside the task (a signal while ansible forks a worker can leave it waiting)
         yield proc, holder
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -203,6 +202,22 @@ def test_sigkill_drops_the_lock_within_a_minute(lock_lab, tmp_path):
         run, took = take_at_once(lab, stack_file, stack_lock_wait_timeout=60)
         assert run.rc == 0, run.stdout[-3000:]
     print("\nSIGKILL: lock free %.1fs after the kill; next run took %.1fs" % (waited_from_kill, took))
+
+
+def test_sigkill_the_moment_the_lock_is_taken_drops_it_at_once(lock_lab, tmp_path):
+    """The whole run (workers included) killed inside the lock task, as the key appears: the keeper,
+    started before the take, finds the lease itself and revokes it. (The timing is not controlled
+    here; the window between the take and a keeper started after it is unit-tested:
+    test_lock_keeper.py::test_a_run_killed_right_after_the_take_is_revoked.)"""
+    lab, stack_file = lock_lab
+    with holding(lab, stack_file, str(tmp_path / "run.log"), at_work=False) as (proc, holder):
+        killed = time.monotonic()
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole run, workers included, mid-task
+        proc.wait(timeout=30)
+        freed = seconds_until_free(lab)
+        waited_from_kill = time.monotonic() - killed
+    assert freed < 15, "lock held %.1fs after the kill: it waited for the lease" % freed
+    print("\nSIGKILL as the lock was taken: lock free %.1fs after the kill" % waited_from_kill)
 
 
 # ---------------------------------------------------------------- long and concurrent runs

@@ -110,3 +110,71 @@ def test_stop_without_a_keeper_is_a_no_op(tmp_path, monkeypatch):
 def test_collections_root_is_above_ansible_collections():
     root = _lock_keeper.collections_root()
     assert os.path.isdir(os.path.join(root, "ansible_collections", "stackfleet", "cluster"))
+
+
+# ---------------------------------------------------------------- before the take: finding the lease
+
+import json  # noqa: E402
+
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import KeyValue  # noqa: E402
+
+
+class FakeLockStore(FakeEtcd):
+    """FakeEtcd plus the lock key: `takes` maps a poll number to the (holder, lease) written then."""
+
+    def __init__(self, takes, **kwargs):
+        super().__init__(**kwargs)
+        self.takes = dict(takes)
+        self.polls = 0
+        self.current = None
+
+    def get(self, key):
+        assert key == "/stackfleet/prod/lock"
+        self.polls += 1
+        if self.polls in self.takes:
+            self.current = self.takes[self.polls]
+        if self.current is None:
+            return 1, None
+        holder, lease = self.current
+        value = json.dumps({"holder": holder, "since": "", "lease_id": lease, "ttl": 30}).encode()
+        return 1, KeyValue(b"/stackfleet/prod/lock", value, 5, 5, 1, lease)
+
+
+def test_the_keeper_finds_its_holders_lease_once_taken():
+    etcd = FakeLockStore({1: ("other:1", 3), 4: ("ctl:42", 7)})
+    clock = Clock()
+    lease, ttl = _lock_keeper.find_lease(etcd, "prod", "ctl:42", 42, None, sleep=clock.sleep,
+                                         is_alive=lambda pid, start: True)
+    assert (lease, ttl) == (7, 30) and etcd.polls == 4  # someone else's lock is not ours
+
+
+def test_a_run_that_ends_before_taking_the_lock_leaves_nothing_to_revoke():
+    etcd = FakeLockStore({})
+    clock = Clock()
+    why = _lock_keeper.run(etcd, "prod", "ctl:42", 42, None, 30, sleep=clock.sleep, clock=clock,
+                           is_alive=lambda pid, start: clock.now < 3)
+    assert why == "owner gone" and etcd.revoked == []
+
+
+def test_a_run_killed_right_after_the_take_is_revoked():
+    """The window a keeper started after the take would miss: the lock appears as the run dies."""
+    etcd = FakeLockStore({2: ("ctl:42", 7)})
+    clock = Clock()
+    alive_checks = []
+
+    def is_alive(pid, start):
+        alive_checks.append(1)
+        return len(alive_checks) < 2  # dead from the second check on, as the key appears
+
+    why = _lock_keeper.run(etcd, "prod", "ctl:42", 42, None, 30, sleep=clock.sleep, clock=clock, is_alive=is_alive)
+    assert why == "owner gone" and etcd.revoked == [7]
+
+
+def test_a_lost_lease_is_looked_for_again_while_the_run_lives():
+    etcd = FakeLockStore({1: ("ctl:42", 7), 2: ("ctl:42", 8)}, ttl=30)
+    clock = Clock()
+    found = []
+    etcd.lease_keepalive = lambda lease: 0 if lease == 7 else 30  # lease 7 ran out; the run took the lock again
+    why = _lock_keeper.run(etcd, "prod", "ctl:42", 42, None, 30, sleep=clock.sleep, clock=clock,
+                           is_alive=lambda pid, start: clock.now < 60, found=lambda lease, i: found.append(lease))
+    assert found == [7, 8] and why == "owner gone" and etcd.revoked == [8]
