@@ -18,6 +18,7 @@ import time
 import lab_etcd
 import pytest
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _etcd, _state
+from ansible_collections.stackfleet.cluster.plugins.plugin_utils import _lock_keeper
 from conftest import REPO, VENV_BIN, ansible_playbook, lab_spec, running_lab
 
 LAB = lab_spec("fl", hosts=1, etcd=True)
@@ -92,6 +93,8 @@ def holding(lab, stack_file, log_path, hold=300, at_work=True, **extra):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # the group this test started (a sleep may outlive its parent)
         proc.wait(timeout=30)
+        with contextlib.suppress(FileNotFoundError):  # the keeper's log of a run that died (kept by design)
+            os.unlink(_lock_keeper.state_path(CLUSTER, proc.pid)[:-len(".json")] + ".log")
 
 
 def wait_for_holder(lab, wanted, timeout, proc=None, log_path=None):
