@@ -109,7 +109,7 @@ def time_reads(lab, cluster, repeat=20):
         engine = _docker.connect(_docker.resolve_endpoint({
             "docker_host": host.docker_url, "validate_certs": True, "ca_path": lab.ca_cert,
             "client_cert": lab.client_cert, "client_key": lab.client_key}, environ={}))
-        for _ in range(repeat):
+        for _round in range(repeat):
             start = time.perf_counter()
             observed = engine.list_cluster(cluster)
             engine.image_ids([IMAGE])
@@ -176,7 +176,7 @@ def main():
             for label, playbook in (("stackfleet", "stackfleet.yml"), ("loop", "loop.yml")):
                 remove_all(lab)
                 first = run_play(workdir, playbook, base)
-                unchanged = [run_play(workdir, playbook, base) for _ in range(max(1, args.repeat))]
+                unchanged = [run_play(workdir, playbook, base) for _run in range(max(1, args.repeat))]
                 results[label] = [first, min(unchanged)] + [run_play(workdir, playbook, docs) for docs in (drifted, raised)]
                 results[label + " no-change runs"] = [took for took, _changed in unchanged]
                 if label == "stackfleet":
@@ -194,7 +194,7 @@ def main():
         print("%-22s %14.2f %14.2f %7.1fx   %d / %d" % (scenario, sf, lp, lp / sf, sf_changed, lp_changed))
     (listing, inspects, counts) = reads
     print("reads per host (median of 20 x %d hosts): listing + image listing %.1f ms; inspects of %d containers %.1f ms "
-          "(%.2f ms per container)" % (len(counts), listing * 1e3, max(counts), inspects * 1e3, inspects * 1e3 / max(1, max(counts))))
+          "(%.2f ms per container)" % (len(counts), listing * 1e3, max(counts), inspects * 1e3, inspects * 1e3 / max(1, *counts)))
     print("no-change runs (s): stackfleet %s, loop %s; load average at the end %.1f" % (
         ", ".join("%.2f" % x for x in results["stackfleet no-change runs"]),
         ", ".join("%.2f" % x for x in results["loop no-change runs"]), os.getloadavg()[0]))

@@ -27,7 +27,9 @@ from ansible.module_utils.common.parameters import env_fallback
 from ansible.module_utils.errors import AnsibleFallbackNotFound
 from ansible.module_utils.urls import ConnectionError as UrlsConnectionError
 from ansible.module_utils.urls import open_url
-from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_decide import normalise_url  # noqa: F401 (one rule, shared)
+
+# One URL rule, re-exported for _etcd_membership and etcd_member.
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_decide import normalise_url  # noqa: F401 pylint: disable=unused-import
 
 #: gRPC status codes etcd reports through the gateway that are worth naming.
 CODE_UNAVAILABLE = 14  # "etcdserver: unhealthy cluster", "request timed out", "leader changed"

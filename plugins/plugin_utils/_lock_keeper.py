@@ -231,7 +231,8 @@ def start(connection: t.Mapping[str, t.Any], name: str, holder: str, ttl: int, o
     with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as log:
         proc = subprocess.Popen([python or sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=log,
                                 stderr=subprocess.STDOUT, cwd="/", env=env, close_fds=True, start_new_session=True)
-    assert proc.stdin is not None
+    if proc.stdin is None:  # stdin=PIPE always gives one; say so for type checkers
+        raise RuntimeError("lock keeper started without a stdin pipe")
     proc.stdin.write(json.dumps(job).encode("utf-8"))
     proc.stdin.close()
     deadline = time.monotonic() + START_TIMEOUT

@@ -139,7 +139,7 @@ def test_planning_failure_releases_the_lock(lock_lab, keep_alive):
     first = ansible_playbook("playbooks/site.yml", lab, dict(SITE_VARS, stackfleet_stack_file=stack_file))
     assert first.rc == 0, first.stdout[-3000:]
     before = containers(lab)
-    assert [name for name in before] == [CLUSTER + ".web-1.web"] and all(running for _i, _h, running in before.values())
+    assert list(before) == [CLUSTER + ".web-1.web"] and all(running for _i, _h, running in before.values())
 
     failed = ansible_playbook("playbooks/site.yml", lab, dict(
         SITE_VARS, stackfleet_stack_file=stack_file, stackfleet_scale="web=3", stack_lock_ttl=600,
@@ -163,8 +163,8 @@ def test_bad_stack_file_releases_the_lock(lock_lab, tmp_path):
     before = containers(lab)
     bad = tmp_path / "bad.yml"
     bad.write_text(STACK.replace("count: 1", "count: many"))
-    failed = ansible_playbook("playbooks/site.yml", lab, dict(SITE_VARS, stackfleet_stack_file=str(bad),
-                                                                stack_lock_ttl=600, stack_lock_keep_alive=False))
+    failed = ansible_playbook("playbooks/site.yml", lab,
+                              dict(SITE_VARS, stackfleet_stack_file=str(bad), stack_lock_ttl=600, stack_lock_keep_alive=False))
     assert failed.rc != 0 and "planning failed, lock released" in failed.stdout, failed.stdout[-3000:]
     assert "count" in failed.stdout
     assert _state.read_lock(etcd_client(lab), CLUSTER) is None

@@ -19,7 +19,11 @@ def member(i, started=True, healthy=True, learner=False, url=None):
             "healthy": healthy, "learner": learner}
 
 
-def host(i, data=True, record=RECORD, url=None):
+_DEFAULT_RECORD = object()
+
+
+def host(i, data=True, record=_DEFAULT_RECORD, url=None):
+    record = dict(RECORD) if record is _DEFAULT_RECORD else record
     return {"host": "h%d" % i, "name": "h%d" % i, "peer_url": url or peer(i), "data": data, "record": record}
 
 
