@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: docker_connection
 short_description: The containers module's connection options from a host's stackfleet_docker_* variables
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - The one mapping of the C(stackfleet_docker_*) host variables to the connection options of
     M(stackfleet.cluster.containers), used by the C(stacks) inventory plugin, the C(stack) role and the C(etcd) role alike.

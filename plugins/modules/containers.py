@@ -186,6 +186,7 @@ options:
             description: Seconds of grace after start.
             type: float
   pull:
+    version_added: 0.2.0
     description:
       - When to pull an image, for documents without their own C(pull) key. Pulls happen before anything is stopped.
       - V(missing) pulls an image that is not on the host; V(always) pulls every run (a moved tag such as C(latest) then
@@ -196,6 +197,7 @@ options:
     choices: [missing, always, never]
     default: missing
   replace:
+    version_added: 0.2.0
     description:
       - V(false) does everything except replacing existing containers (creates, starts, removes); those that need
         replacing are left as they are and listed in RV(pending). C(site.yml) converges all hosts with V(false) first,
@@ -203,12 +205,14 @@ options:
     type: bool
     default: true
   prune_all:
+    version_added: 0.2.0
     description:
       - With an empty O(containers), remove every container of the cluster on the host. Without it an empty list
         removes nothing and warns (an empty list is more often a mistake than a wish).
     type: bool
     default: false
   secrets:
+    version_added: 0.2.0
     description:
       - "Secret values by name, for C(env) values written as C({secret: NAME})."
     type: dict
@@ -335,6 +339,7 @@ actions:
     - {name: prod.lamp-1.web, action: recreated, reason: "configuration changed: image: web:1 → web:2; env.DB_HOST: changed",
        changes: ["image: web:1 → web:2", "env.DB_HOST: changed"]}
 pending:
+  version_added: 0.2.0
   description:
     - Containers that need replacing and were left as they are (O(replace=false), or the rollout on the host stopped
       at a failure), with why. A later run with O(replace=true) replaces them.
@@ -351,6 +356,7 @@ pending:
   sample:
     - {name: prod.lb-1.lb, reason: configuration changed (hash 1f2e... -> 9a8b...) (replace is false)}
 pulled:
+  version_added: 0.2.0
   description: Image references pulled before the rollout (in check mode, those a real run would pull).
   returned: always
   type: list

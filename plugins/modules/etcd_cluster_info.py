@@ -71,6 +71,7 @@ healthy:
   returned: always
   type: bool
 has_quorum:
+  version_added: 0.2.0
   description:
     - Whether a healthy majority of the voting members answers (the rule M(stackfleet.cluster.etcd_plan) decides by).
   returned: always

@@ -54,6 +54,7 @@ options:
     type: int
     default: 60
   keep_alive:
+    version_added: 0.2.0
     description:
       - With O(state=acquired), start a keeper process on the controller that renews the lease every O(ttl)/3 seconds
         while the C(ansible-playbook) process of this run is alive, and revokes it when that process is gone.

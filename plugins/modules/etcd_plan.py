@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: etcd_plan
 short_description: Decide what the etcd role does in this run (bootstrap, restart, join, repair, retire, keep)
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - A pure decision from what the C(stackfleet.cluster.etcd) role gathered - the members etcd reports and, per host of
     the group, its peer URL, whether its data directory holds etcd data, and its bootstrap record. Talks to nothing
