@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import typing as t
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _difference
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _difference, _secrets
 from ansible_collections.stackfleet.cluster.plugins.module_utils._desired import config_hash  # the one owner of the hash
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import (
     LABEL_CLUSTER,
@@ -210,17 +210,13 @@ def validate(docs: t.Sequence[t.Mapping[str, t.Any]], cluster: str) -> None:
             problems.append("%s: container name %s appears twice" % (where, name))
         seen.add(name)
         env = doc.get("env") or {}
-        if not isinstance(env, dict) or not all(isinstance(v, str) or _is_secret_ref(v) for v in env.values()):
+        if not isinstance(env, dict) or not all(isinstance(v, str) or _secrets.is_document_ref(v) for v in env.values()):
             problems.append("%s (%s): env must map names to strings (quote numbers and booleans) or to {secret: NAME}"
                             % (where, name))
         if doc.get("pull") is not None and doc["pull"] not in PULL_POLICIES:
             problems.append("%s (%s): pull must be one of %s" % (where, name, ", ".join(PULL_POLICIES)))
     if problems:
         raise DocumentError("; ".join(problems))
-
-
-def _is_secret_ref(value: t.Any) -> bool:
-    return isinstance(value, dict) and set(value) == {"secret"} and isinstance(value["secret"], str)
 
 
 def _observed_by_name(observed: t.Iterable[Observed]) -> t.Dict[str, Observed]:

@@ -419,8 +419,7 @@ class Engine:
     def remove(self, name: str, container_id: str, stop_timeout: t.Optional[int] = None) -> None:
         """Stop gracefully (SIGTERM, then SIGKILL after the container's stop timeout or
         `stop_timeout`), then remove."""
-        kwargs = {} if stop_timeout is None else {"timeout": stop_timeout}
-        self._call("%s: stop" % name, self.api.stop, container_id, **kwargs)
+        self.stop(name, container_id, stop_timeout)
         self._call("%s: remove" % name, self.api.remove_container, container_id, force=True)
 
     def create(self, doc: t.Mapping[str, t.Any], name: t.Optional[str] = None) -> str:
@@ -476,7 +475,7 @@ class Engine:
             started = []
             for action in batch:
                 try:
-                    started.append((action, self._roll(action, stop_timeout)))
+                    started.append((action, self._roll(action)))
                 except EngineError as exc:
                     errors.append(str(exc))
             if wait != "none":
@@ -549,11 +548,11 @@ class Engine:
         self.outcomes[action.name] = (ROLLED_BACK, why)
         return "%s: rolled back: %s; %s" % (action.name, why, "; ".join(notes))
 
-    def _roll(self, action: Action, stop_timeout: t.Optional[int]) -> str:
+    def _roll(self, action: Action) -> str:
+        """Create and start a missing container, or start an existing one; replacements never come
+        here (`_replace_batch` proves the new container before the old one goes)."""
         obs = action.observed
-        if action.action == RECREATE and obs is not None:
-            self.remove(action.name, obs.id, stop_timeout)
-        if action.action in (CREATE, RECREATE):
+        if action.action == CREATE:
             container_id = self.create(action.doc)  # type: ignore[arg-type]
             self.start(action.name, container_id)
             return container_id

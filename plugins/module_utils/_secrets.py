@@ -48,6 +48,12 @@ def is_ref(value: t.Any) -> bool:
     return isinstance(value, t.Mapping) and isinstance(value.get(REF_KEY), str)
 
 
+def is_document_ref(value: t.Any) -> bool:
+    """An env value as a container document carries a reference: exactly `{secret: NAME}` (before
+    `hashable` adds the digest)."""
+    return isinstance(value, dict) and set(value) == {REF_KEY} and isinstance(value[REF_KEY], str)
+
+
 def refs(doc: t.Mapping[str, t.Any]) -> t.Dict[str, str]:
     """Env key → secret name, for every reference in `doc`."""
     return {str(key): str(value[REF_KEY]) for key, value in (doc.get("env") or {}).items() if is_ref(value)}

@@ -418,6 +418,7 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import 
     connect,
     resolve_endpoint,
 )
+from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_CONFIG_HASH
 from ansible_collections.stackfleet.cluster.plugins.module_utils._secrets import SecretError, hashable
 from ansible_collections.stackfleet.cluster.plugins.module_utils._secrets import check as check_secrets
 
@@ -461,11 +462,16 @@ class _Module(AnsibleModule):
 
     def _log_invocation(self):
         params = self.params
-        self.params = dict(params, containers=[scrub_doc(d) if isinstance(d, dict) else d for d in params.get("containers") or []])
+        self.params = dict(params, containers=_scrubbed_documents(params))
         try:
             super()._log_invocation()
         finally:
             self.params = params
+
+
+def _scrubbed_documents(params):
+    """The container documents with env values masked (names kept): what is logged and returned."""
+    return [scrub_doc(d) if isinstance(d, dict) else d for d in params.get("containers") or []]
 
 
 def given_keys(validated, raw):
@@ -494,8 +500,10 @@ def _diff(actions):
             continue
         if action.fields:  # name each field that changed, not two hashes
             before, after = _difference.diff(action.fields)
-            if action.observed and action.doc and action.observed.labels.get("io.stackfleet.config-hash") != config_hash(action.doc):
-                before["config_hash"], after["config_hash"] = action.observed.summary()["config_hash"], config_hash(action.doc)
+            want_hash = config_hash(action.doc) if action.doc else None
+            have_hash = action.observed.labels.get(LABEL_CONFIG_HASH) if action.observed else None
+            if action.observed and want_hash and have_hash != want_hash:
+                before["config_hash"], after["config_hash"] = have_hash, want_hash
         else:
             before = action.observed.summary() if action.observed else {}
             after = dict(scrub_doc(action.doc), config_hash=config_hash(action.doc)) if action.doc else {}
@@ -508,7 +516,7 @@ def _diff(actions):
 def _scrubbed_invocation(params):
     """`module_args` as Ansible would log them, but without env values."""
     args = dict(params)
-    args["containers"] = [scrub_doc(d) if isinstance(d, dict) else d for d in params["containers"]]
+    args["containers"] = _scrubbed_documents(params)
     if args.get("secrets"):
         args["secrets"] = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
     return {"module_args": args}
