@@ -33,6 +33,8 @@ LAB_SLOTS = {
     "t": 1, "te": 2, "c": 3, "r": 4, "s": 5, "tp": 6, "td": 7, "tf": 8, "e": 9, "bc": 10,
     # fault-injection suites (tests/integration/test_faults_*.py)
     "fr": 20, "fr2": 21, "fu": 22, "fl": 23, "fl2": 24, "fs": 25, "fs2": 26, "fh": 27, "fh2": 28,
+    # host healing and status (issue 9)
+    "fh3": 29, "fh4": 30, "st": 31, "st2": 32, "fp": 33,
 }
 
 
