@@ -160,12 +160,17 @@ def connect(endpoint: Endpoint) -> Engine:
             api.trust_env = False
             if endpoint.tls_hostname:
                 api.mount("https://", _hostname_adapter(endpoint.tls_hostname))
+        server = None
         if auto_version:
-            # Negotiated only now, so that the first request already uses the settings above.
-            api._version = api._retrieve_server_version()  # pylint: disable=protected-access
+            # Negotiated only now, so that the first request already uses the settings above. The
+            # answer is kept: Engine.version() then costs no second request.
+            server = api.version(api_version=False)
+            if not isinstance(server, dict) or not server.get("ApiVersion"):
+                raise EngineError("cannot reach the Docker engine at %s: GET /version has no ApiVersion" % endpoint.url)
+            api._version = server["ApiVersion"]  # pylint: disable=protected-access
     except (DockerException, requests.exceptions.RequestException) as exc:
         raise EngineError("cannot reach the Docker engine at %s: %s" % (endpoint.url, exc))
-    return Engine(api, endpoint.url)
+    return Engine(api, endpoint.url, server)
 
 
 def _nanoseconds(seconds: t.Any) -> t.Optional[int]:
@@ -331,9 +336,10 @@ def update_arguments(action: Action) -> t.Dict[str, t.Any]:
 class Engine:
     """One Docker engine. Methods raise EngineError with the engine URL or container name."""
 
-    def __init__(self, api: t.Any, url: str) -> None:
+    def __init__(self, api: t.Any, url: str, server: t.Optional[t.Mapping[str, t.Any]] = None) -> None:
         self.api = api
         self.url = url
+        self._server = server  # GET /version, when connect() negotiated the API version with it
         #: After apply(): container name -> (action, reason) where the outcome differs from the plan
         #: (a replacement rolled back or failed, replacements left pending after a failed batch).
         self.outcomes: t.Dict[str, t.Tuple[str, str]] = {}
@@ -351,6 +357,14 @@ class Engine:
             raise EngineError("%s: request to %s failed: %s" % (what, self.url, exc))
 
     # Reads ---------------------------------------------------------------------------
+    def version(self) -> t.Mapping[str, t.Any]:
+        """The engine's `GET /version` answer (Version, ApiVersion, Os, ...): the cheapest call that
+        proves the engine answers. One attempt, bounded by the endpoint's timeout, no retry; free
+        when connect() negotiated the API version (it kept the answer)."""
+        if self._server is None:
+            self._server = self._call("version", self.api.version, api_version=False) or {}
+        return self._server
+
     def list_cluster(self, cluster: str) -> t.List[Observed]:
         """Every container (any state) carrying the cluster label, in one request."""
         rows = self._call("list containers", self.api.containers, all=True, filters={"label": "%s=%s" % (LABEL_CLUSTER, cluster)})
@@ -365,6 +379,32 @@ class Engine:
             obs = observed_from_listing(row)
             if obs.name in wanted and obs.labels.get(LABEL_CLUSTER) != cluster:
                 found[obs.name] = obs.id
+        return found
+
+    def list_all(self) -> t.List[Observed]:
+        """Every container on the engine (any state, any owner), in one request."""
+        return [observed_from_listing(r) for r in self._call("list containers", self.api.containers, all=True)]
+
+    def runtime(self, observed: t.Iterable[Observed]) -> t.Dict[str, t.Dict[str, t.Any]]:
+        """Container id → what only inspect tells (`restart_count`, `started_at`, `health`) and
+        the real configuration (`config`, `doc_from_inspect`): one inspect per container plus one
+        per distinct image. A container that is gone by now is left out."""
+        images: t.Dict[str, t.Optional[t.Mapping[str, t.Any]]] = {}
+        found = {}
+        for obs in observed:
+            try:
+                info = self._call("inspect %s" % obs.name, self.api.inspect_container, obs.id)
+            except EngineError:
+                continue
+            image_id = info.get("Image") or obs.image_id
+            if image_id not in images:
+                try:
+                    images[image_id] = self._call("inspect image %s" % image_id[:19], self.api.inspect_image, image_id).get("Config") or {}
+                except EngineError:
+                    images[image_id] = None
+            state = info.get("State") or {}
+            found[obs.id] = {"restart_count": info.get("RestartCount"), "started_at": state.get("StartedAt"),
+                             "health": (state.get("Health") or {}).get("Status"), "config": doc_from_inspect(info, images[image_id])}
         return found
 
     def image_ids(self, refs: t.Iterable[str]) -> t.Dict[str, t.Optional[str]]:
