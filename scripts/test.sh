@@ -29,7 +29,9 @@ lint() {
 }
 unit() { pytest tests/unit -q -p no:cacheprovider -n 2 -rs; }
 sanity() { ./scripts/sanity.sh; }
-integration() { pytest tests/integration -q -p no:cacheprovider -rs; }
+# Two workers, each with its own labs (conftest.lab_spec); a file stays on one worker so its
+# module-scoped lab is brought up once.
+integration() { pytest tests/integration -q -p no:cacheprovider -rs -n 2 --dist loadfile --durations=10; }
 molecule_all() { tests/molecule/run_all.sh; }
 bench() { python bench/placement.py --quick; }
 

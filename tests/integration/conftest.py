@@ -38,11 +38,21 @@ LAB_SLOTS = {
 }
 
 
+#: Under pytest-xdist each worker runs its own labs: worker k (gw<k>) adds k to the prefix and
+#: k * WORKER_SLOT_STRIDE to the slot, so two workers never share a namespace name or a subnet.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:] or 0)
+WORKER_SLOT_STRIDE = 100
+
+
 def lab_spec(suffix, **params):
     """Name and subnet of the suite's lab `suffix` (a key of LAB_SLOTS), plus Lab parameters."""
     if TEST_NET in FORBIDDEN_NETS or not 0 < TEST_NET < 256:
         raise ValueError("STACKFLEET_TEST_NET=%d: use 1-255 outside 232-238 (others' lab subnets)" % TEST_NET)
-    return dict(name=LAB_PREFIX + suffix, subnet="10.%d.%d.0/24" % (TEST_NET, LAB_SLOTS[suffix]), **params)
+    slot = LAB_SLOTS[suffix] + WORKER * WORKER_SLOT_STRIDE
+    if slot > 255:
+        raise ValueError("xdist worker %d: no free lab slot for %r (run at most 2 workers)" % (WORKER, suffix))
+    prefix = LAB_PREFIX + (str(WORKER) if WORKER else "")
+    return dict(name=prefix + suffix, subnet="10.%d.%d.0/24" % (TEST_NET, slot), **params)
 
 
 TLS_LAB = lab_spec("t", hosts=3)

@@ -44,19 +44,19 @@ def ensure_forward_rule(bridge, comment):
     """A dockerd that ever ran on the machine sets the FORWARD policy to DROP, which
     silently drops traffic between the lab's namespaces on the bridge."""
     rule = _forward_rule(bridge, comment)
-    if sh("iptables", "-C", *rule, check=False).returncode != 0:
-        sh("iptables", "-I", *rule)
+    if sh("iptables", "-w", "-C", *rule, check=False).returncode != 0:
+        sh("iptables", "-w", "-I", *rule)
 
 
 def delete_forward_rule(bridge, comment):
     rule = _forward_rule(bridge, comment)
     for _attempt in range(10):  # bounded: an interrupted run may have inserted it twice
-        if sh("iptables", "-D", *rule, check=False).returncode != 0:
+        if sh("iptables", "-w", "-D", *rule, check=False).returncode != 0:
             return
 
 
 def forward_rule_present(bridge, comment):
-    return sh("iptables", "-C", *_forward_rule(bridge, comment), check=False).returncode == 0
+    return sh("iptables", "-w", "-C", *_forward_rule(bridge, comment), check=False).returncode == 0
 
 
 def ensure_host(netns, veth, address_cidr, bridge):
