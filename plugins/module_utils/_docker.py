@@ -124,7 +124,8 @@ def resolve_endpoint(params: t.Mapping[str, t.Any], environ: t.Optional[t.Mappin
     raise EngineError(
         "refusing to talk to the Docker engine at %s without TLS: set validate_certs: true (with ca_path, "
         "client_cert and client_key, or DOCKER_CERT_PATH holding ca.pem, cert.pem, key.pem), or tls: true "
-        "to encrypt without verifying, or tls: false to accept an unencrypted, unauthenticated connection" % url)
+        "with validate_certs: false to encrypt without verifying the engine, or tls: false to accept an "
+        "unencrypted, unauthenticated connection" % url)
 
 
 def _hostname_adapter(hostname: str) -> t.Any:
