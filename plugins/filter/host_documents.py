@@ -14,6 +14,8 @@ description:
   - Each document takes C(labels) from the host variable C(stackfleet_labels), C(capacity) from
     C(stackfleet_capacity), C(address) from C(ansible_host) and, when facts were gathered,
     C(facts) from C(ansible_facts).
+  - C(drain) is the host variable C(stackfleet_drain) read as a boolean (default V(false));
+    a drained host receives no instance and the ones placed there move (version 0.3.0).
 options:
   _input:
     description: Inventory host names, for example C(groups['stackfleet_hosts']).
@@ -43,6 +45,7 @@ _value:
 """
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 
 def host_documents(names, hostvars):
@@ -54,7 +57,7 @@ def host_documents(names, hostvars):
         if name not in hostvars:
             raise AnsibleFilterError("host_documents: %r is not an inventory host" % (name,))
         hv = hostvars[name]
-        doc = {"name": name, "labels": hv.get("stackfleet_labels") or {}}
+        doc = {"name": name, "labels": hv.get("stackfleet_labels") or {}, "drain": _drain(name, hv.get("stackfleet_drain"))}
         if hv.get("stackfleet_capacity"):
             doc["capacity"] = hv["stackfleet_capacity"]
         if hv.get("ansible_host"):
@@ -63,6 +66,15 @@ def host_documents(names, hostvars):
             doc["facts"] = hv["ansible_facts"]
         documents.append(doc)
     return documents
+
+
+def _drain(name, value):
+    if value is None or value == "":
+        return False
+    try:
+        return boolean(value, strict=True)
+    except TypeError as exc:
+        raise AnsibleFilterError("host_documents: host %s: stackfleet_drain: %s" % (name, exc))
 
 
 class FilterModule:

@@ -116,6 +116,7 @@ class Host:
     capacity: t.Optional[Resources]  # None = unlimited
     facts: t.Mapping[str, t.Any] = dataclasses.field(default_factory=dict)
     address: t.Optional[str] = None  # how siblings reach it; defaults to name
+    drain: bool = False  # drained: receives no instance; the ones kept there move (docs/placement.md)
 
     def document(self) -> t.Dict[str, t.Any]:
         """The mapping a JMESPath constraint is evaluated against."""

@@ -11,7 +11,11 @@ every infeasibility it found. It is a greedy heuristic (docs/placement.md):
 2. place the rest deploy by deploy, most constrained first (pinned, global, then
    fewest eligible hosts; affinity targets before the deploys that follow them);
 3. within a deploy pick, per unit, the least-filled spread group and in it the best
-   host by strategy, from a heap built once per deploy (no scan over all hosts).
+   host by strategy, from a heap built once per deploy (no scan over all hosts);
+4. only when keeping every kept unit leaves no plan: repair, moving the fewest kept
+   units found by a bounded search (`_repair`, docs/placement.md "Repair");
+5. only when asked: rebalance, at most `max_moves` kept units (`_placement_rebalance`).
+Every kept unit that changes host is a `Move` with its reason.
 """
 
 from __future__ import annotations
@@ -24,6 +28,18 @@ import typing as t
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Deploy, Host, Spec
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_explain import global_unplaced, unplaced
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import UNLIMITED, HostTable, Shape, fmt_ports
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_rebalance import rebalance as _rebalance
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_repair import candidates as _repair_candidates
+
+#: Why a kept unit changed host (contract 2 of issue 9; docs/placement.md "Moves").
+MOVE_REASONS = ("host-missing", "drained", "ineligible", "repair", "rebalance")
+#: Repair search bounds (docs/placement.md "Repair"): single moves tried, rounds of growing
+#: the released set, and plan attempts in all (each attempt is one full keep + place pass).
+REPAIR_SINGLES = 16
+REPAIR_ROUNDS = 4
+REPAIR_ATTEMPTS = 48
+#: Moves listed by name in `Placement.summary()`; the rest are counted.
+SUMMARY_MOVES = 20
 
 
 class PlacementError(ValueError):
@@ -46,6 +62,20 @@ class Unit:
     host: str
 
 
+@dataclasses.dataclass(frozen=True)
+class Move:
+    """A placement key that was in `previous` and now runs on another host, and why."""
+
+    key: str
+    source: str  # the previous host
+    target: str
+    reason: str  # one of MOVE_REASONS
+    why: str  # one sentence
+
+    def as_dict(self) -> t.Dict[str, str]:
+        return {"key": self.key, "from": self.source, "to": self.target, "reason": self.reason, "why": self.why}
+
+
 @dataclasses.dataclass
 class Placement:
     assignments: t.Dict[str, str]  # placement key -> host name
@@ -53,24 +83,38 @@ class Placement:
     moved: t.List[str]  # in previous and now, on another host
     added: t.List[str]  # new in this plan
     removed: t.List[str]  # in previous, gone now
+    moves: t.List[Move] = dataclasses.field(default_factory=list)  # one per key of `moved`, same order
 
     def summary(self) -> str:
         per_deploy: t.Dict[str, t.List[str]] = {}
         for unit in self.units.values():
             per_deploy.setdefault(unit.deploy, []).append(unit.host)
         parts = ["%s %d on %d hosts" % (d, len(h), len(set(h))) for d, h in per_deploy.items()]
-        return "%d units on %d hosts (%s); moved %d, added %d, removed %d" % (
+        text = "%d units on %d hosts (%s); moved %d, added %d, removed %d" % (
             len(self.assignments), len(set(self.assignments.values())), ", ".join(parts) or "nothing",
             len(self.moved), len(self.added), len(self.removed))
+        if self.moves:
+            listed = ["%s %s -> %s (%s)" % (m.key, m.source, m.target, m.reason) for m in self.moves[:SUMMARY_MOVES]]
+            more = len(self.moves) - SUMMARY_MOVES
+            text += "; moves: " + ", ".join(listed) + (", and %d more" % more if more > 0 else "")
+        return text
 
 
 class _Pending:
-    """A unit while it is being planned; `host` is a host index, -1 until placed."""
+    """A unit while it is being planned; `host` is a host index, -1 until placed.
 
-    __slots__ = ("key", "instance", "index", "shape", "fixed", "host")
+    `prev` is its host name in `previous` (None: new); `kept` whether it stayed there in this
+    attempt; `avoid` a host index it may not take (its old host, when repair moves it); `left`
+    the (reason, clause) of a unit that was in `previous` and could not stay."""
+
+    __slots__ = ("key", "instance", "index", "shape", "fixed", "host", "prev", "kept", "avoid", "left")
 
     def __init__(self, key: str, instance: str, index: t.Optional[int], shape: Shape, fixed: int = -1):
         self.key, self.instance, self.index, self.shape, self.fixed, self.host = key, instance, index, shape, fixed, -1
+        self.prev: t.Optional[str] = None
+        self.kept = False
+        self.avoid = -1
+        self.left: t.Optional[t.Tuple[str, str]] = None
 
 
 class _Rules:
@@ -91,8 +135,13 @@ class _Rules:
         self.failed = False
 
 
-def plan(spec: Spec, hosts: t.Sequence[Host], previous: t.Optional[t.Mapping[str, str]] = None) -> Placement:
-    """Place every unit of `spec` on `hosts`, keeping what `previous` placed where it is still valid."""
+def plan(spec: Spec, hosts: t.Sequence[Host], previous: t.Optional[t.Mapping[str, str]] = None,
+         rebalance: t.Optional[t.Mapping[str, t.Any]] = None, repair: bool = True) -> Placement:
+    """Place every unit of `spec` on `hosts`, keeping what `previous` placed where it is still valid.
+
+    When keeping all of it leaves no plan, move the fewest kept units the bounded repair
+    search finds (`repair=False` turns that off, for tests). `rebalance={"max_moves": N}`
+    then moves at most N kept units to improve spread or packing."""
     previous = dict(previous or {})
     errors: t.List[str] = []
     table = HostTable(hosts)
@@ -102,20 +151,134 @@ def plan(spec: Spec, hosts: t.Sequence[Host], previous: t.Optional[t.Mapping[str
     rules = _compile(spec, table, errors)
     _check_keys(rules, errors)
     order = _order(rules, errors)
-    if previous:
-        for r in order:
-            _keep(table, r, previous)
-    done: t.Set[str] = set()
-    for r in _most_constrained_first(table, rules, order):
-        if r.deploy.is_global:
-            _place_global(table, r, errors)
+    for r in rules.values():
+        for unit in r.units:
+            unit.prev = previous.get(unit.key)
+    attempt = _Attempt(spec, hosts, rules, order)
+    table, failed, failures = attempt.run({}, table)
+    base_left = {u.key: u.left for r in rules.values() for u in r.units if u.left is not None}
+    repaired: t.Dict[str, str] = {}
+    if failed and not errors and repair and any(u.kept for r in rules.values() for u in r.units):
+        found = _repair(attempt, table, failures)
+        if found is not None:
+            table, repaired = found
+            failed = []
         else:
-            compact = any(o in rules and o not in done for o in r.others)
-            _place_counted(table, r, spec.strategy, compact, errors)
-        done.add(r.deploy.key)
+            failed.append("deploy.%s: repair: moving kept instances found no plan either (%d plans tried)" % (
+                failures[0][0].deploy.key if failures else "?", attempt.count))
+    errors.extend(failed)
     if errors:
         raise PlacementError(errors)
-    return _result(table, rules, previous)
+    rebalanced: t.Dict[str, str] = {}
+    max_moves = int((rebalance or {}).get("max_moves") or 0)
+    if max_moves > 0:
+        rebalanced = _rebalance(table, rules, spec.strategy, max_moves)
+    return _result(table, rules, previous, repaired, rebalanced, base_left)
+
+
+class _Attempt:
+    """One keep + place pass over fresh host bookkeeping, with some kept units released."""
+
+    def __init__(self, spec: Spec, hosts: t.Sequence[Host], rules: t.Dict[str, _Rules], order: t.List[_Rules]):
+        self.spec, self.hosts, self.rules, self.order = spec, hosts, rules, order
+        self.count = 0
+
+    def run(self, released: t.Mapping[str, bool], table: t.Optional[HostTable] = None
+            ) -> t.Tuple[HostTable, t.List[str], t.List[t.Tuple[_Rules, t.List[_Pending]]]]:
+        """`released`: key -> True to keep it off its previous host (a repair move), False to
+        let the engine choose freely (possibly the same host again)."""
+        self.count += 1
+        table = table if table is not None else HostTable(self.hosts)
+        for r in self.rules.values():
+            for unit in r.units:
+                unit.host, unit.kept, unit.avoid, unit.left = -1, False, -1, None
+                if unit.key in released and released[unit.key]:
+                    unit.avoid = table.index.get(unit.prev or "", -1)
+        for r in self.order:
+            _keep(table, r, released)
+        errors: t.List[str] = []
+        failures: t.List[t.Tuple[_Rules, t.List[_Pending]]] = []
+        done: t.Set[str] = set()
+        for r in _most_constrained_first(table, self.rules, self.order):
+            if r.deploy.is_global:
+                _place_global(table, r, errors, failures, self.rules)
+            else:
+                compact = any(o in self.rules and o not in done for o in r.others)
+                _place_counted(table, r, self.spec.strategy, compact, errors, failures, self.rules)
+            done.add(r.deploy.key)
+        return table, errors, failures
+
+
+def _repair(attempt: _Attempt, table: HostTable, failures: t.List[t.Tuple[_Rules, t.List[_Pending]]]
+            ) -> t.Optional[t.Tuple[HostTable, t.Dict[str, str]]]:
+    """The fewest kept units to move so that a plan exists, by a bounded, deterministic search
+    (docs/placement.md "Repair"). Returns the final table and key -> clause of each unit moved.
+
+    0. a fresh plan (every kept unit released, free to stay): if even that fails, give up;
+    1. one unit: each candidate (kept units on the hosts the failed units were eligible for,
+       the ones that block them most directly first), moved off its host;
+    2. a few: release every candidate, then the candidates of the failure that follows, round
+       by round; then put back each released unit whose move is not needed (latest first);
+    3. otherwise start from the fresh plan's moves and put back each one that need not move.
+    """
+    rules = attempt.rules
+    base_kept = {u.key for r in rules.values() for u in r.units if u.kept}
+    first = _repair_candidates(table, rules, failures)  # reads the base attempt's unit state: before any run
+    fresh = {u.key: False for r in rules.values() for u in r.units if u.prev is not None}  # exactly a plan without previous
+    current, errors, _f = attempt.run(fresh)
+    if errors:
+        return None
+    clause = "to make room for a plan that keeping every instance did not allow"
+    fresh_moved = {u.key: clause for r in rules.values() for u in r.units
+                   if u.key in base_kept and u.host >= 0 and current.names[u.host] != u.prev}
+    for key, why in first[:REPAIR_SINGLES]:
+        table2, errors, _f = attempt.run({key: True})
+        if not errors:
+            return table2, {key: why}
+    released: t.Dict[str, str] = dict(first)
+    for _round in range(REPAIR_ROUNDS):
+        if not released or attempt.count >= REPAIR_ATTEMPTS:
+            break
+        current, errors, current_failures = attempt.run(dict.fromkeys(released, True))
+        if not errors:
+            return _shrink(attempt, released, True)
+        # candidates read the units' state: only right after the run whose failures they explain
+        new = [(k, c) for k, c in _repair_candidates(current, rules, current_failures) if k not in released]
+        if not new:
+            break
+        released.update(new)
+    return _shrink(attempt, fresh_moved, False, fallback=(fresh_moved, fresh))
+
+
+def _shrink(attempt: _Attempt, released: t.Dict[str, str], avoid: bool,
+            fallback: t.Optional[t.Tuple[t.Dict[str, str], t.Dict[str, bool]]] = None
+            ) -> t.Optional[t.Tuple[HostTable, t.Dict[str, str]]]:
+    """Put back released units whose move is not needed, latest first, within the attempt bound;
+    re-runs the last plan that worked so the units hold its answer."""
+    good = dict(released)
+    table, errors, _f = attempt.run(dict.fromkeys(good, avoid))
+    if errors:
+        if fallback is None:
+            return None
+        table, errors, _f = attempt.run(fallback[1])
+        return (table, fallback[0]) if not errors else None
+    last_ok = True
+    for key in reversed(list(released)):
+        if len(good) <= 1 or attempt.count >= REPAIR_ATTEMPTS:
+            break
+        trial = {k: c for k, c in good.items() if k != key}
+        table, errors, _f = attempt.run(dict.fromkeys(trial, avoid))
+        last_ok = not errors
+        if last_ok:
+            good = trial
+    if not last_ok:
+        table, errors, _f = attempt.run(dict.fromkeys(good, avoid))
+    moved = {}
+    for r in attempt.rules.values():
+        for u in r.units:
+            if u.key in good and u.host >= 0 and table.names[u.host] != u.prev:
+                moved[u.key] = good[u.key]
+    return table, moved
 
 
 # --- compiling deploys ------------------------------------------------------------------------
@@ -138,7 +301,7 @@ def _compile(spec: Spec, table: HostTable, errors: t.List[str]) -> t.Dict[str, _
                    frozenset(conflicts[key] - {key}), key in conflicts[key])
         rules[key] = r
         problem = None if eligible is not None else "reported"
-        problem = problem or _precheck(spec, r, len(table))
+        problem = problem or _precheck(spec, r, len(table), sum(table.drained))
         if problem:
             r.failed = True
             if problem != "reported":
@@ -160,7 +323,7 @@ def _eligible(deploy: Deploy, table: HostTable, documents: t.List[t.Any], verdic
     """Host indexes that satisfy the constraint and the pin; None after reporting an error."""
     fn = deploy.constraint_fn
     if fn is None:
-        matching = list(range(len(table)))
+        matching = [i for i in range(len(table)) if not table.drained[i]]
     else:
         cache_key = deploy.constraint or id(fn)
         if cache_key not in verdicts:
@@ -173,7 +336,7 @@ def _eligible(deploy: Deploy, table: HostTable, documents: t.List[t.Any], verdic
                 except Exception as exc:  # a constraint is user code in effect: report, do not crash
                     errors.append("deploy.%s: constraint: cannot evaluate on host %s: %s" % (deploy.key, table.names[i], exc))
                     return None
-                if ok:
+                if ok and not table.drained[i]:
                     found.append(i)
             verdicts[cache_key] = found
         matching = verdicts[cache_key]
@@ -183,13 +346,16 @@ def _eligible(deploy: Deploy, table: HostTable, documents: t.List[t.Any], verdic
     if pinned is None:
         errors.append("deploy.%s: host: pinned host %r is not among the %d hosts" % (deploy.key, deploy.host, len(table)))
         return None
+    if table.drained[pinned]:
+        errors.append("deploy.%s: host: pinned host %r is drained" % (deploy.key, deploy.host))
+        return None
     if fn is not None and pinned not in set(matching):
         errors.append("deploy.%s: host: pinned host %r does not satisfy the constraint %r" % (deploy.key, deploy.host, deploy.constraint))
         return None
     return [pinned]
 
 
-def _precheck(spec: Spec, r: _Rules, n_hosts: int) -> t.Optional[str]:
+def _precheck(spec: Spec, r: _Rules, n_hosts: int, n_drained: int = 0) -> t.Optional[str]:
     """Infeasibilities visible before anything is placed."""
     key, deploy = r.deploy.key, r.deploy
     for target in r.affinity:
@@ -207,8 +373,11 @@ def _precheck(spec: Spec, r: _Rules, n_hosts: int) -> t.Optional[str]:
         return None
     eligible = len(r.eligible)
     if not eligible:
+        drained = ", %d drained" % n_drained if n_drained else ""
         if deploy.constraint:
-            return "deploy.%s: constraint: no host matches %r (%d hosts)" % (key, deploy.constraint, n_hosts)
+            return "deploy.%s: constraint: no host matches %r (%d hosts%s)" % (key, deploy.constraint, n_hosts, drained)
+        if n_drained:
+            return "deploy.%s: count: needs %d instances, all %d hosts are drained" % (key, deploy.count, n_hosts)
         return "deploy.%s: count: needs %d instances, there are no hosts" % (key, deploy.count)
     if r.exclusive and deploy.count > eligible:
         return "deploy.%s: conflicts: needs %d hosts free of %s, %d eligible" % (key, deploy.count, key, eligible)
@@ -313,26 +482,69 @@ def _slack(table: HostTable, r: _Rules) -> int:
 # --- keeping and placing -----------------------------------------------------------------------
 
 
-def _keep(table: HostTable, r: _Rules, previous: t.Mapping[str, str]) -> None:
+def _keep(table: HostTable, r: _Rules, released: t.Mapping[str, bool]) -> None:
     """Keep each unit where `previous` put it while every rule still holds there (in unit order,
-    so when a lowered limit evicts some, the highest indices move)."""
+    so when a lowered limit evicts some, the highest indices move). A unit that cannot stay
+    records why in `left`; a released unit (repair) is not kept."""
     if r.failed:
         return
     key = r.deploy.key
     for unit in r.units:
-        i = table.index.get(previous.get(unit.key, ""), -1)
-        if i < 0 or i not in r.eligible_set or (unit.fixed >= 0 and i != unit.fixed):
+        name = unit.prev
+        if name is None:
+            continue
+        i = table.index.get(name, -1)
+        if i < 0:
+            unit.left = ("host-missing", "%s is not among the given hosts (down or removed)" % name)
+            continue
+        if table.drained[i]:
+            unit.left = ("drained", "%s is drained" % name)
+            continue
+        if unit.key in released:
+            continue
+        if i not in r.eligible_set or (unit.fixed >= 0 and i != unit.fixed):
+            unit.left = ("ineligible", _not_eligible(r, name))
             continue
         if r.others and table.runs_any(i, r.others):
+            hit = sorted(d for d in r.others if d in table.placed[i])
+            unit.left = ("ineligible", "%s runs %s, which %s conflicts with" % (name, ", ".join(hit), key))
             continue
         if r.affinity and not table.runs_all(i, r.affinity):
+            missing = sorted(d for d in r.affinity if d not in table.placed[i])
+            unit.left = ("ineligible", "%s no longer runs %s, which %s needs next to it (affinity)" % (name, ", ".join(missing), key))
             continue
         if table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host):
             table.add(i, unit.shape, key, unit.instance, counted=not r.deploy.is_global)
             unit.host = i
+            unit.kept = True
+        else:
+            unit.left = ("ineligible", _no_room(table, r, unit, i))
 
 
-def _place_global(table: HostTable, r: _Rules, errors: t.List[str]) -> None:
+def _not_eligible(r: _Rules, name: str) -> str:
+    if r.deploy.host:
+        return "%s is pinned to %s now" % (r.deploy.key, r.deploy.host)
+    if r.deploy.constraint:
+        return "%s no longer matches the constraint %r" % (name, r.deploy.constraint)
+    return "%s is no longer eligible for %s" % (name, r.deploy.key)
+
+
+def _no_room(table: HostTable, r: _Rules, unit: _Pending, i: int) -> str:
+    name = table.names[i]
+    mine = table.placed[i].get(r.deploy.key)
+    if mine and unit.instance not in mine:
+        if r.exclusive:
+            return "%s already runs another %s instance (it conflicts with itself)" % (name, r.deploy.key)
+        if len(mine) >= r.max_per_host:
+            return "%s already runs max_per_host %d %s instances" % (name, r.max_per_host, r.deploy.key)
+    taken = table.ports[i] & unit.shape.ports
+    if taken:
+        return "port %s on %s is taken" % (fmt_ports(taken), name)
+    return "%s has no room for %s (%s)" % (name, unit.shape.describe(), table.describe_free(i))
+
+
+def _place_global(table: HostTable, r: _Rules, errors: t.List[str], failures: t.List[t.Any],
+                  rules: t.Mapping[str, _Rules]) -> None:
     if r.failed:
         return
     key = r.deploy.key
@@ -348,10 +560,12 @@ def _place_global(table: HostTable, r: _Rules, errors: t.List[str]) -> None:
         else:
             failed.append(unit)
     if failed:
-        errors.extend(global_unplaced(table, r, failed))
+        errors.extend(global_unplaced(table, r, failed, rules))
+        failures.append((r, failed))
 
 
-def _place_counted(table: HostTable, r: _Rules, strategy: str, compact: bool, errors: t.List[str]) -> None:
+def _place_counted(table: HostTable, r: _Rules, strategy: str, compact: bool, errors: t.List[str],
+                   failures: t.List[t.Any], rules: t.Mapping[str, _Rules]) -> None:
     """Place the pending units of a counted deploy. `compact`: deploys that conflict with this one
     are still to come, so fill hosts it already runs on before opening new ones (leave them room)."""
     pending = [u for u in r.units if u.host < 0]
@@ -404,14 +618,15 @@ def _place_counted(table: HostTable, r: _Rules, strategy: str, compact: bool, er
         found = None
         for i in hosts_of.get(unit.instance, ()) if siblings_first else ():
             value = group_of[i] if group_of else ""
-            if (i in open_set and (not group_of or counts[s][value] <= _least_count(groups[s], counts[s]))
+            if (i in open_set and i != unit.avoid and (not group_of or counts[s][value] <= _least_count(groups[s], counts[s]))
                     and table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host)):
                 found = (i, value)  # only where spread allows it
                 break
         found = found or _take(table, r, unit, heaps[s], counts[s], groups[s], version)
         if found is None:
             more = sum(1 for u in pending[n + 1:] if u.shape is unit.shape)
-            errors.append(unplaced(table, r, unit, more))
+            errors.append(unplaced(table, r, unit, more, rules))
+            failures.append((r, [unit]))
             return
         i, value = found
         table.add(i, unit.shape, key, unit.instance)
@@ -445,20 +660,37 @@ def _take(table: HostTable, r: _Rules, unit: _Pending, heaps: t.Dict[str, t.List
     """
     key, shape, instance, exclusive, limit = r.deploy.key, unit.shape, unit.instance, r.exclusive, r.max_per_host
     fits = table.fits
+    avoid = unit.avoid
+    aside: t.List[t.Tuple[t.Any, ...]] = []  # (heap, entry, group entry) of the avoided host, put back after
+    found = None
     while groups:
         count, value = groups[0]
         if count != counts[value]:
             heapq.heappop(groups)  # stale: the group has been filled since
             continue
         heap = heaps[value]
+        skipped = None
         while heap:
             entry = heapq.heappop(heap)
             i = entry[-2]
-            if entry[-1] == version[i] and fits(i, shape, key, instance, exclusive, limit):
-                heapq.heappop(groups)
-                return i, value
-        heapq.heappop(groups)  # no host of this group can take another unit
-    return None
+            if entry[-1] != version[i]:
+                continue
+            if i == avoid:  # this unit is moving off this host (repair); others may still take it
+                skipped = entry
+                continue
+            if fits(i, shape, key, instance, exclusive, limit):
+                found = (i, value)
+                break
+        group = heapq.heappop(groups)  # taken: the caller pushes its new count; else no host left for this unit
+        if skipped is not None:
+            aside.append((heap, skipped, group))
+        if found is not None:
+            break
+    for heap, entry, group in aside:
+        heapq.heappush(heap, entry)
+        if found is None or group[1] != found[1]:
+            heapq.heappush(groups, group)
+    return found
 
 
 # --- result --------------------------------------------------------------------------------------
@@ -468,13 +700,35 @@ def _natural(key: str) -> t.List[t.Any]:
     return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", key)]
 
 
-def _result(table: HostTable, rules: t.Dict[str, _Rules], previous: t.Mapping[str, str]) -> Placement:
+def _result(table: HostTable, rules: t.Dict[str, _Rules], previous: t.Mapping[str, str],
+            repaired: t.Mapping[str, str], rebalanced: t.Mapping[str, str],
+            base_left: t.Mapping[str, t.Tuple[str, str]]) -> Placement:
     units: t.Dict[str, Unit] = {}
+    pending: t.Dict[str, _Pending] = {}
     for key, r in sorted(rules.items(), key=lambda kv: kv[1].order):
         for u in r.units:
             units[u.key] = Unit(u.key, key, u.instance, u.index, u.shape.services, table.names[u.host])
+            pending[u.key] = u
     assignments = {k: u.host for k, u in units.items()}
     moved = sorted((k for k, h in assignments.items() if k in previous and previous[k] != h), key=_natural)
     added = sorted((k for k in assignments if k not in previous), key=_natural)
     removed = sorted((k for k in previous if k not in assignments), key=_natural)
-    return Placement(assignments, units, moved, added, removed)
+    moves = [_move(pending[k], previous[k], assignments[k], repaired, rebalanced, base_left.get(k)) for k in moved]
+    return Placement(assignments, units, moved, added, removed, moves)
+
+
+def _move(unit: _Pending, source: str, target: str, repaired: t.Mapping[str, str], rebalanced: t.Mapping[str, str],
+          base_left: t.Optional[t.Tuple[str, str]]) -> Move:
+    reason, clause = unit.left or base_left or ("ineligible", "")
+    if reason not in ("host-missing", "drained"):
+        if unit.key in repaired:
+            reason, clause = "repair", repaired[unit.key]
+        elif unit.key in rebalanced:
+            reason, clause = "rebalance", rebalanced[unit.key]
+        elif not clause:
+            clause = "%s could not keep it" % source
+    if reason in ("repair", "rebalance"):
+        why = "%s moved from %s to %s %s." % (unit.key, source, target, clause)
+    else:
+        why = "%s moved from %s to %s because %s." % (unit.key, source, target, clause)
+    return Move(unit.key, source, target, reason, why)

@@ -9,6 +9,7 @@ names the deploy, the rule that binds and the numbers behind it.
 
 from __future__ import annotations
 
+import re
 import typing as t
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import UNLIMITED, HostTable, fmt_ports
@@ -29,7 +30,33 @@ def _hosts_needed(rules: t.Any) -> int:
     return 1
 
 
-def unplaced(table: HostTable, rules: t.Any, unit: t.Any, more: int) -> str:
+def _listed(items: t.Sequence[str]) -> str:
+    return ", ".join(items[:_LIST_AT_MOST]) + (", ..." if len(items) > _LIST_AT_MOST else "")
+
+
+def conflicting_instances(table: HostTable, i: int, deploys: t.Iterable[str]) -> t.List[str]:
+    """Instances on host i of the given deploys, naturally sorted."""
+    placed = table.placed[i]
+    return sorted((inst for d in deploys if d in placed for inst in placed[d]), key=_natural)
+
+
+def port_holders(table: HostTable, i: int, ports: t.AbstractSet[t.Any], all_rules: t.Optional[t.Mapping[str, t.Any]]) -> t.List[str]:
+    """Instances on host i of deploys that publish one of `ports` (those that hold them)."""
+    if not all_rules:
+        return []
+    found = []
+    for d, instances in table.placed[i].items():
+        r = all_rules.get(d)
+        if r is not None and any(not ports.isdisjoint(shape.ports) for shape in r.shapes):
+            found.extend(instances)
+    return sorted(found, key=_natural)
+
+
+def _natural(key: str) -> t.List[t.Any]:
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", key)]
+
+
+def unplaced(table: HostTable, rules: t.Any, unit: t.Any, more: int, all_rules: t.Optional[t.Mapping[str, t.Any]] = None) -> str:
     """The message for a counted deploy's unit that found no host (`more` of its kind wait behind it)."""
     key = rules.deploy.key
     eligible = rules.eligible
@@ -40,8 +67,15 @@ def unplaced(table: HostTable, rules: t.Any, unit: t.Any, more: int) -> str:
         if free and rules.affinity:
             return "deploy.%s: affinity: needs a host running %s; none of the %d eligible hosts free of conflicts does" % (
                 key, _names(rules.affinity), len(free))
-        return "deploy.%s: conflicts: needs %d hosts free of %s, %d eligible (%d run a conflicting deploy)" % (
-            key, _hosts_needed(rules), _names(rules.others), len(free), len(conflicted))
+        if not conflicted:
+            return "deploy.%s: conflicts: needs %d hosts free of %s, %d eligible" % (key, _hosts_needed(rules), _names(rules.others), 0)
+        if len(conflicted) == 1:
+            i = conflicted[0]
+            return "deploy.%s: conflicts: the 1 eligible host (%s) runs %s, which %s conflicts with" % (
+                key, table.names[i], ", ".join(conflicting_instances(table, i, rules.others)), key)
+        hosts = ["%s (%s)" % (table.names[i], ", ".join(conflicting_instances(table, i, rules.others))) for i in conflicted]
+        return "deploy.%s: conflicts: all %d eligible hosts run instances %s conflicts with: %s" % (
+            key, len(conflicted), key, _listed(hosts))
     open_hosts = [i for i in candidates if _takes_new_instance(table, rules, i)]
     if not open_hosts:
         if rules.exclusive:
@@ -54,14 +88,26 @@ def unplaced(table: HostTable, rules: t.Any, unit: t.Any, more: int) -> str:
     roomy = [i for i in open_hosts if i not in clash]
     what = "instance %s" % unit.instance if unit.key == unit.instance else "unit %s" % unit.key
     tail = "" if not more else " (and %d more)" % more
+    blocked = ""
+    if conflicted:
+        hosts = ["%s (%s)" % (table.names[i], ", ".join(conflicting_instances(table, i, rules.others))) for i in conflicted]
+        blocked = "; %d more eligible run instances %s conflicts with: %s" % (len(conflicted), key, _listed(hosts))
+    if clash and not roomy:
+        holders = ["%s (%s)" % (table.names[i], ", ".join(port_holders(table, i, shape.ports, all_rules)) or "taken")
+                   for i in sorted(clash)]
+        if len(clash) == 1:
+            return "deploy.%s: ports: %s%s needs %s; the 1 host open to it has one taken: %s%s" % (
+                key, what, tail, fmt_ports(shape.ports), holders[0], blocked)
+        return "deploy.%s: ports: %s%s needs %s; all %d hosts open to it have one taken: %s%s" % (
+            key, what, tail, fmt_ports(shape.ports), len(clash), _listed(holders), blocked)
     notes = ["%d eligible" % len(eligible)]
     if roomy:
         best = max(roomy, key=lambda i: (table.free_cpu[i], table.free_mem[i], -i))
         notes.append("best has %s" % table.describe_free(best))
     if clash:
         notes.append("%s%d have a port of %s taken" % ("" if roomy else "all ", len(clash), fmt_ports(shape.ports)))
-    return "deploy.%s: capacity: %s%s needs %s; no eligible host has room (%s)" % (
-        key, what, tail, shape.describe(), ", ".join(notes))
+    return "deploy.%s: capacity: %s%s needs %s; no eligible host has room (%s)%s" % (
+        key, what, tail, shape.describe(), ", ".join(notes), blocked)
 
 
 def _takes_new_instance(table: HostTable, rules: t.Any, i: int) -> bool:
@@ -69,14 +115,15 @@ def _takes_new_instance(table: HostTable, rules: t.Any, i: int) -> bool:
     return not mine or not (rules.exclusive or len(mine) >= rules.max_per_host)
 
 
-def global_unplaced(table: HostTable, rules: t.Any, units: t.Sequence[t.Any]) -> t.List[str]:
+def global_unplaced(table: HostTable, rules: t.Any, units: t.Sequence[t.Any],
+                    all_rules: t.Optional[t.Mapping[str, t.Any]] = None) -> t.List[str]:
     """Messages for a global deploy's instances whose own host cannot take them, one per rule."""
     key = rules.deploy.key
     by_rule: t.Dict[str, t.List[str]] = {}
     for unit in units:
         i = unit.fixed
         name = table.names[i]
-        hit = sorted(d for d in rules.others if d in table.placed[i])
+        hit = conflicting_instances(table, i, rules.others)
         if hit:
             by_rule.setdefault("conflicts", []).append("%s (runs %s)" % (name, ", ".join(hit)))
         elif not table.runs_all(i, rules.affinity):
@@ -84,7 +131,9 @@ def global_unplaced(table: HostTable, rules: t.Any, units: t.Sequence[t.Any]) ->
             by_rule.setdefault("affinity", []).append("%s (runs no %s)" % (name, ", ".join(missing)))
         elif unit.shape.ports and not table.ports[i].isdisjoint(unit.shape.ports):
             taken = table.ports[i] & unit.shape.ports
-            by_rule.setdefault("capacity", []).append("%s (port %s taken)" % (name, fmt_ports(taken)))
+            holders = port_holders(table, i, taken, all_rules)
+            by_rule.setdefault("ports", []).append("%s (port %s taken%s)" % (
+                name, fmt_ports(taken), " by " + ", ".join(holders) if holders else ""))
         else:
             by_rule.setdefault("capacity", []).append("%s (%s)" % (name, table.describe_free(i)))
     messages = []

@@ -46,6 +46,7 @@ class HostTable:
     def __init__(self, hosts: t.Sequence[Host]):
         self.hosts = sorted(hosts, key=lambda h: h.name)
         self.names = [h.name for h in self.hosts]
+        self.drained = [bool(getattr(h, "drain", False)) for h in self.hosts]
         self.index = {name: i for i, name in enumerate(self.names)}
         self.cap_cpu = [_capacity(h, "cpus") for h in self.hosts]
         self.cap_mem = [_capacity(h, "memory_mb") for h in self.hosts]
@@ -85,6 +86,22 @@ class HostTable:
         mine[instance] = mine.get(instance, 0) + 1
         self.containers[i] += len(shape.services)
         self.counted[i] += counted
+        self.version[i] += 1
+
+    def remove(self, i: int, shape: Shape, deploy: str, instance: str, counted: bool = True) -> None:
+        """Undo one `add` (rebalance moves a kept unit)."""
+        self.free_cpu[i] += shape.milli_cpus
+        self.free_mem[i] += shape.memory_mb
+        mine = self.placed[i][deploy]
+        mine[instance] -= 1
+        if not mine[instance]:
+            del mine[instance]
+        if not mine:
+            del self.placed[i][deploy]
+        if shape.ports:
+            self.ports[i].difference_update(shape.ports)  # one unit per port per host: nobody else holds them
+        self.containers[i] -= len(shape.services)
+        self.counted[i] -= counted
         self.version[i] += 1
 
     def runs_any(self, i: int, deploys: t.Iterable[str]) -> bool:

@@ -42,7 +42,7 @@ TOP_KEYS = ("cluster", "strategy", "services", "stacks", "deploy")
 STACK_KEYS = ("services", "colocate")
 DEPLOY_KEYS = ("count", "global", "constraint", "conflicts", "max_per_host", "spread", "host", "affinity", "update")
 UPDATE_KEYS = ("parallelism",)
-HOST_KEYS = ("name", "address", "labels", "capacity", "facts")
+HOST_KEYS = ("name", "address", "labels", "capacity", "facts", "drain")
 CAPACITY_KEYS = ("cpus", "memory_mb", "memory")
 #: References allowed in a volume source: the ones that keep it a stable, valid name.
 _VOLUME_REFS = (("cluster",), ("instance", "id"), ("instance", "index"))
@@ -486,9 +486,14 @@ def _host(errs: checks.Errors, path: str, raw: t.Any) -> t.Optional[Host]:
         if address is not None and (any(c.isspace() for c in address) or "," in address):
             errs.add(checks.join(path, "address"), "expected an IP address or DNS name, got %s" % show(address))
     capacity = _capacity(errs, checks.join(path, "capacity"), body.get("capacity"))
+    drain = body.get("drain", False)
+    if drain is None:
+        drain = False
+    if not isinstance(drain, bool):
+        errs.add(checks.join(path, "drain"), "expected true or false, got %s" % show(drain))
     if len(errs.messages) != before:
         return None
-    return Host(name=name, labels=labels, capacity=capacity, facts=dict(facts), address=address)
+    return Host(name=name, labels=labels, capacity=capacity, facts=dict(facts), address=address, drain=drain)
 
 
 def _capacity(errs: checks.Errors, path: str, value: t.Any) -> t.Optional[Resources]:

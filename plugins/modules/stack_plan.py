@@ -19,8 +19,13 @@ description:
     affinity and capacity (cpus, memory, host ports), with the C(spread) or
     C(binpack) strategy.
   - Deterministic and stable. Given O(previous_placement), every instance that is
-    still valid stays on its host; only instances on lost or now-ineligible hosts and
+    still valid stays on its host; only instances on lost, drained or now-ineligible hosts and
     new instances move. Scaling down removes the highest indices.
+  - When keeping every kept instance leaves no plan (a kept instance blocks a new one), it
+    moves the fewest kept instances its bounded search finds, and says why in RV(moves).
+    If no plan exists, the error names the rule and the instances that block it.
+  - A host document with C(drain=true) receives no instance; the instances placed there move.
+  - With O(rebalance), at most O(rebalance.max_moves) kept instances move to improve spread or packing.
   - Changes nothing anywhere. It returns the placement and, per host, the container
     documents that M(stackfleet.cluster.containers) converges.
   - An invalid stack file or an infeasible request fails with every problem at once,
@@ -49,7 +54,10 @@ options:
   hosts:
     description:
       - The host documents to place onto. Each has C(name) and optionally C(address),
-        C(labels), C(capacity) (C(cpus), C(memory_mb)) and C(facts); see the stack file reference.
+        C(labels), C(capacity) (C(cpus), C(memory_mb)), C(facts) and C(drain); see the stack file reference.
+      - A host with C(drain=true) (version 0.3.0) receives no instance, counted or global; instances
+        kept there move and its RV(containers) entry is an empty list.
+      - Leave out hosts that are down for this run; their instances move (reason C(host-missing)).
       - The P(stackfleet.cluster.host_documents#filter) filter builds this list from inventory hosts.
     type: list
     elements: dict
@@ -67,6 +75,20 @@ options:
       - Usually read from the etcd state store with M(stackfleet.cluster.stack_state).
     type: dict
     default: {}
+  rebalance:
+    description:
+      - Move kept instances to improve the plan by the stack file's strategy. Off by default, so
+        adding a host moves nothing.
+      - C(spread) moves instances from the most loaded hosts to less loaded ones; C(binpack) empties
+        the least used hosts into hosts already in use. Every rule holds after each move, and spread
+        over a label never becomes more uneven.
+    type: dict
+    version_added: 0.3.0
+    suboptions:
+      max_moves:
+        description: At most this many kept instances (placement keys) move.
+        type: int
+        required: true
 notes:
   - Values taken from the stack file are data, never templates. Sibling references such as
     C({{ instance.services.mysql.host }}) are resolved by stackfleet's own restricted resolver,
@@ -100,6 +122,14 @@ EXAMPLES = r"""
     stack_file: stacks.yml
     hosts: "{{ groups['stackfleet_hosts'] | stackfleet.cluster.host_documents(hostvars) }}"
     scale: "lamp=7"
+
+- name: After adding hosts, move at most 3 instances to spread the load
+  stackfleet.cluster.stack_plan:
+    stack_file: stacks.yml
+    hosts: "{{ groups['stackfleet_hosts'] | stackfleet.cluster.host_documents(hostvars) }}"
+    previous_placement: "{{ plan.placement }}"
+    rebalance:
+      max_moves: 3
 
 - name: An inline stack
   stackfleet.cluster.stack_plan:
@@ -149,6 +179,23 @@ containers:
         network_mode: null
         resources: {cpus: 1.0, memory_mb: 1024}
         healthcheck: null
+moves:
+  description:
+    - Every placement key of O(previous_placement) that now runs on another host, sorted by key
+      (new and scaled-away keys are not moves), and why it moved.
+    - C(reason) is V(host-missing) (its host is not among O(hosts), down or removed), V(drained),
+      V(ineligible) (a rule no longer holds there), V(repair) (moved so that a plan exists) or
+      V(rebalance); C(why) is one sentence.
+  returned: success
+  type: list
+  elements: dict
+  version_added: 0.3.0
+  sample:
+    - key: lb-1
+      from: node-3
+      to: node-1
+      reason: repair
+      why: "lb-1 moved from node-3 to node-1 to make room for blog-1 on node-3 (blog conflicts with lb)."
 moved:
   description: Placement keys that existed before and now run on another host.
   returned: success
@@ -168,10 +215,10 @@ removed:
   elements: str
   sample: ["lamp-6"]
 summary:
-  description: A short human summary of the plan.
+  description: A short human summary of the plan; since 0.3.0 it ends with the moves (key, from, to, reason), the first 20 by name.
   returned: success
   type: str
-  sample: "prod: 14 instances on 3 hosts (lamp 5, lb 2, node-exporter 3); moved 1, added 0, removed 0"
+  sample: "8 units on 3 hosts (lamp 5 on 3 hosts, agent 3 on 3 hosts); moved 1, added 0, removed 0; moves: lamp-2 node-4 -> node-1 (host-missing)"
 """
 
 import traceback
@@ -202,6 +249,7 @@ def main():
             hosts=dict(type="list", elements="dict", required=True),
             previous_placement=dict(type="dict", default={}),
             scale=dict(type="dict", default={}),
+            rebalance=dict(type="dict", options=dict(max_moves=dict(type="int", required=True))),
         ),
         mutually_exclusive=[("stack_file", "stack")],
         required_one_of=[("stack_file", "stack")],
@@ -216,7 +264,10 @@ def main():
             spec = _spec.with_counts(spec, module.params["scale"])
         hosts = _spec.load_hosts(module.params["hosts"], source="hosts")
         previous = {str(k): str(v) for k, v in module.params["previous_placement"].items()}
-        placement = _placement.plan(spec, hosts, previous)
+        rebalance = module.params["rebalance"]
+        if rebalance is not None and rebalance["max_moves"] < 0:
+            module.fail_json(msg="rebalance.max_moves: expected 0 or more, got %d" % rebalance["max_moves"])
+        placement = _placement.plan(spec, hosts, previous, rebalance=rebalance)
         containers = _desired.render(spec, placement.assignments, hosts)
     except (_spec.SpecError, _placement.PlacementError) as exc:
         module.fail_json(msg=str(exc), errors=list(exc.errors))
@@ -227,6 +278,7 @@ def main():
         placement=placement.assignments,
         containers=containers,
         moved=placement.moved,
+        moves=[m.as_dict() for m in placement.moves],
         added=placement.added,
         removed=placement.removed,
         summary=placement.summary(),

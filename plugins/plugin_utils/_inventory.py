@@ -27,7 +27,7 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._model import (
 
 GROUP_PREFIX = "stackfleet_"
 #: Host variables that make up a host document (the `host_documents` filter's mapping).
-DOCUMENT_VARS = ("stackfleet_labels", "stackfleet_capacity", "ansible_host", "ansible_facts")
+DOCUMENT_VARS = ("stackfleet_labels", "stackfleet_capacity", "stackfleet_drain", "ansible_host", "ansible_facts")
 #: `stackfleet_docker_<option>` host variables → `_docker.CONNECTION_ARGSPEC` option names.
 DOCKER_VARS = {
     "stackfleet_docker_host": "docker_host",

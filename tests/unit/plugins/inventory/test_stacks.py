@@ -82,8 +82,9 @@ def test_host_document_is_what_the_host_documents_filter_builds():
                 "ansible_host": "10.0.0.1", "ansible_facts": {"os": "flatcar"}, "unrelated": 1}
     assert _inventory.host_document("n1", hostvars) == host_documents(["n1"], {"n1": hostvars})[0] == {
         "name": "n1", "labels": {"rack": "r1"}, "capacity": {"cpus": 2, "memory_mb": 4096},
-        "address": "10.0.0.1", "facts": {"os": "flatcar"}}
-    assert _inventory.host_document("bare", {}) == {"name": "bare", "labels": {}}
+        "address": "10.0.0.1", "facts": {"os": "flatcar"}, "drain": False}
+    assert _inventory.host_document("bare", {}) == {"name": "bare", "labels": {}, "drain": False}
+    assert _inventory.host_document("d", {"stackfleet_drain": "yes"})["drain"] is True
 
 
 def test_previous_placement_from_labels_uses_placement_keys(spec):

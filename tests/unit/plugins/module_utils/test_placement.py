@@ -94,7 +94,8 @@ def test_conflicts_are_symmetric_whoever_lists_them():
 
 def test_conflict_with_another_deploy_that_took_every_host():
     sp = spec([svc("a"), svc("b")], [deploy("a", is_global=True), deploy("b", count=1, conflicts=("a",))])
-    assert errors_of(sp, hosts_n(2)) == ["deploy.b: conflicts: needs 1 hosts free of a, 0 eligible (2 run a conflicting deploy)"]
+    assert errors_of(sp, hosts_n(2)) == [
+        "deploy.b: conflicts: all 2 eligible hosts run instances b conflicts with: node-1 (a-node-1), node-2 (a-node-2)"]
 
 
 def test_max_per_host_and_its_shortage():
@@ -153,8 +154,8 @@ def test_capacity_error_names_instance_needs_and_best_host():
     sp = spec([svc("mysql", cpus=1.0, memory_mb=1024, ports=[3306]), svc("web", cpus=0.5, memory_mb=512, ports=[8080])],
               [deploy("lamp", ("mysql", "web"), count=5)])
     assert errors_of(sp, hosts) == [
-        "deploy.lamp: capacity: instance lamp-4 (and 1 more) needs cpus 1.5, memory 1536 MiB, ports 3306/tcp,8080/tcp; "
-        "no eligible host has room (3 eligible, all 3 have a port of 3306/tcp,8080/tcp taken)"]
+        "deploy.lamp: ports: instance lamp-4 (and 1 more) needs 3306/tcp,8080/tcp; all 3 hosts open to it have one taken: "
+        "node-1 (lamp-1), node-2 (lamp-2), node-3 (lamp-3)"]
     sp = spec([svc("big", cpus=1.5, memory_mb=512)], [deploy("big", count=4)])
     assert errors_of(sp, hosts) == [
         "deploy.big: capacity: instance big-4 needs cpus 1.5, memory 512 MiB; no eligible host has room "
@@ -190,7 +191,7 @@ def test_affinity_lands_next_to_its_target_and_reports_when_impossible():
     p = plan(sp, hosts_n(4))
     assert p.assignments["cache-1"] == p.assignments["cache-2"] == p.assignments["db-1"]
     sp = spec([svc("db"), svc("cache", ports=[80])], [deploy("cache", count=2, affinity=("db",)), deploy("db", count=1)])
-    assert errors_of(sp, hosts_n(4))[0].startswith("deploy.cache: capacity: instance cache-2 needs")
+    assert errors_of(sp, hosts_n(4)) == ["deploy.cache: ports: instance cache-2 needs 80/tcp; the 1 host open to it has one taken: node-1 (cache-1)"]
     sp = spec([svc("db"), svc("cache")], [deploy("db", count=1, **label_is("disk", "ssd")),
                                           deploy("cache", count=1, affinity=("db",))])
     errors = errors_of(sp, hosts_n(2))

@@ -6,8 +6,8 @@ import dataclasses
 import os
 import random
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Spec
-from ansible_collections.stackfleet.cluster.plugins.module_utils._placement import PlacementError, plan
+from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Host, Spec
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement import MOVE_REASONS, PlacementError, plan
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_placement_check import check_plan, deploy, host, label_is, svc
@@ -73,9 +73,9 @@ def spec_strategy(draw):
     return Spec("test", strategy, {s.name: s for s in services}, {}, {d.key: d for d in deploys})
 
 
-def _plan_or_none(sp, hosts, previous=None):
+def _plan_or_none(sp, hosts, previous=None, **kw):
     try:
-        return plan(sp, hosts, previous)
+        return plan(sp, hosts, previous, **kw)
     except PlacementError as exc:
         assert exc.errors and all(e.startswith(("deploy.", "hosts:")) for e in exc.errors), exc.errors
         return None
@@ -104,7 +104,7 @@ def test_deterministic_whatever_the_host_order(sp, hosts, rnd):
 
 @SETTINGS
 @given(spec_strategy(), hosts_strategy(min_size=2), st.randoms(use_true_random=False))
-def test_losing_hosts_moves_exactly_their_units(sp, hosts, rnd):
+def test_losing_hosts_moves_their_units_and_others_only_to_repair(sp, hosts, rnd):
     before = _plan_or_none(sp, hosts)
     assume(before is not None)
     lost = {h.name for h in rnd.sample(hosts, rnd.randint(1, len(hosts) - 1))}
@@ -113,9 +113,16 @@ def test_losing_hosts_moves_exactly_their_units(sp, hosts, rnd):
     assume(after is not None)
     assert check_plan(sp, remaining, after, check_spread=False) == []
     on_lost = {k for k, h in before.assignments.items() if h in lost and k in after.assignments}
-    assert set(after.moved) == on_lost
+    reasons = {m.key: m.reason for m in after.moves}
+    assert [m.key for m in after.moves] == after.moved
+    assert {k for k, r in reasons.items() if r == "host-missing"} == on_lost
+    assert set(reasons.values()) <= {"host-missing", "repair"}
+    if "repair" in reasons.values():  # others moved only because keeping them left no plan
+        assert _plan_or_none(sp, remaining, before.assignments, repair=False) is None
+    else:
+        assert set(after.moved) == on_lost
     for key, host_name in before.assignments.items():
-        if host_name not in lost:
+        if host_name not in lost and reasons.get(key) != "repair":
             assert after.assignments[key] == host_name
     assert set(after.removed) == {k for k in before.assignments if k not in after.assignments}
 
@@ -128,7 +135,7 @@ def test_adding_a_host_moves_nothing(sp, hosts):
     grown = hosts + [host("h99", rack="r9", disk="ssd")]
     after = _plan_or_none(sp, grown, before.assignments)
     assume(after is not None)
-    assert after.moved == [] and after.removed == []
+    assert after.moved == [] and after.removed == [] and after.moves == []
     assert all(after.assignments[k] == h for k, h in before.assignments.items())
     assert all(after.assignments[k] == "h99" for k in after.added)
     assert check_plan(sp, grown, after, check_spread=False) == []
@@ -158,7 +165,81 @@ def test_replanning_an_unchanged_cluster_changes_nothing(sp, hosts):
     assume(before is not None)
     after = plan(sp, hosts, before.assignments)
     assert after.assignments == before.assignments
-    assert (after.moved, after.added, after.removed) == ([], [], [])
+    assert (after.moved, after.added, after.removed, after.moves) == ([], [], [], [])
+
+
+# --- moves, repair, drain, rebalance (issue 9) ------------------------------------------------
+
+
+@SETTINGS
+@given(spec_strategy(), hosts_strategy(), st.randoms(use_true_random=False))
+def test_with_any_previous_placement_a_plan_exists_when_a_fresh_one_does(sp, hosts, rnd):
+    """Repair: a kept unit never makes planning fail where a plan without `previous` fits; it moves
+    kept units only when keeping them all leaves no plan, and only units that were valid where they were."""
+    fresh = _plan_or_none(sp, hosts)
+    assume(fresh is not None)
+    given_names = [h.name for h in hosts]
+    previous = {k: rnd.choice(given_names + ["gone"]) for k in fresh.assignments if rnd.random() < 0.8}
+    p = plan(sp, hosts, previous)  # must not raise
+    assert check_plan(sp, hosts, p, check_spread=False) == []
+    assert [m.key for m in p.moves] == p.moved
+    assert all(m.reason in MOVE_REASONS and m.reason != "rebalance" and m.why.endswith(".") for m in p.moves)
+    assert all((m.reason == "host-missing") == (m.source == "gone") for m in p.moves)
+    strict = _plan_or_none(sp, hosts, previous, repair=False)
+    repairs = [m for m in p.moves if m.reason == "repair"]
+    if strict is not None:  # keeping every kept unit works: nothing moves for repair
+        assert strict.assignments == p.assignments and strict.moves == p.moves and not repairs
+    assert len(repairs) <= sum(1 for h in previous.values() if h != "gone")
+
+
+@SETTINGS
+@given(spec_strategy(), hosts_strategy(min_size=2), st.randoms(use_true_random=False))
+def test_drained_hosts_get_nothing_and_only_lose_their_units(sp, hosts, rnd):
+    before = _plan_or_none(sp, hosts)
+    assume(before is not None)
+    drain = {h.name for h in rnd.sample(hosts, rnd.randint(1, len(hosts) - 1))}
+    marked = [Host(h.name, h.labels, h.capacity, drain=h.name in drain) for h in hosts]
+    after = _plan_or_none(sp, marked, before.assignments)
+    assume(after is not None)
+    assert not drain & set(after.assignments.values())
+    assert check_plan(sp, [h for h in hosts if h.name not in drain], after, check_spread=False) == []
+    for m in after.moves:
+        assert m.reason == ("drained" if m.source in drain else "repair")
+    assert {m.key for m in after.moves if m.reason == "drained"} == {
+        k for k, h in before.assignments.items() if h in drain and k in after.assignments}
+
+
+@SETTINGS
+@given(spec_strategy(), hosts_strategy(max_size=8), st.integers(0, 4), st.randoms(use_true_random=False))
+def test_rebalance_moves_at_most_max_moves_kept_units_and_keeps_every_rule(sp, hosts, max_moves, rnd):
+    before = _plan_or_none(sp, hosts)
+    assume(before is not None)
+    grown = hosts + [host("h98", rack="r1", disk="ssd"), host("h99", cpus=8, memory_mb=8192, rack="r3")]
+    after = _plan_or_none(sp, grown, before.assignments, rebalance={"max_moves": max_moves})
+    assume(after is not None)
+    assert len(after.moves) <= max_moves and {m.reason for m in after.moves} <= {"rebalance"}
+    assert check_plan(sp, grown, after, check_spread=False) == []
+    assert set(after.added) == {k for k in after.assignments if k not in before.assignments}
+    shuffled = list(grown)
+    rnd.shuffle(shuffled)
+    again = plan(sp, shuffled, dict(reversed(list(before.assignments.items()))), rebalance={"max_moves": max_moves})
+    assert list(again.assignments.items()) == list(after.assignments.items()) and again.moves == after.moves
+
+
+@SETTINGS
+@given(spec_strategy(), hosts_strategy(), st.randoms(use_true_random=False))
+def test_repair_is_deterministic_whatever_the_order(sp, hosts, rnd):
+    fresh = _plan_or_none(sp, hosts)
+    assume(fresh is not None)
+    names = [h.name for h in hosts]
+    previous = {k: rnd.choice(names) for k in fresh.assignments}
+    first = plan(sp, hosts, previous)
+    shuffled = list(hosts)
+    rnd.shuffle(shuffled)
+    items = list(previous.items())
+    rnd.shuffle(items)
+    second = plan(sp, shuffled, dict(items))
+    assert list(first.assignments.items()) == list(second.assignments.items()) and first.moves == second.moves
 
 
 def test_random_large_cluster_plans_are_valid():

@@ -1,0 +1,68 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Which kept units a repair may move, most promising first (docs/placement.md "Repair").
+
+Only runs after keeping every kept unit left no plan. A candidate is a kept unit that can
+move (counted, not pinned) on a host one of the failed units was eligible for, of another
+deploy, that blocks it there: ranked by how directly it blocks (a declared conflict, then
+a shared host port, then resources: first a unit whose move alone frees enough), then the
+smaller unit (fewer containers restart), then its key. Deterministic, O(units on those hosts).
+"""
+
+from __future__ import annotations
+
+import re
+import typing as t
+
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import HostTable, fmt_ports
+
+
+def _natural(key: str) -> t.List[t.Any]:
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", key)]
+
+
+def movable(rules: t.Mapping[str, t.Any]) -> t.Dict[int, t.List[t.Tuple[str, t.Any]]]:
+    """Host index -> (deploy key, unit) of the kept units a repair may move."""
+    on: t.Dict[int, t.List[t.Tuple[str, t.Any]]] = {}
+    for key, r in rules.items():
+        if r.deploy.is_global or r.deploy.host:
+            continue
+        for u in r.units:
+            if u.kept and u.host >= 0:
+                on.setdefault(u.host, []).append((key, u))
+    return on
+
+
+def candidates(table: HostTable, rules: t.Mapping[str, t.Any], failures: t.Sequence[t.Tuple[t.Any, t.Sequence[t.Any]]]
+               ) -> t.List[t.Tuple[str, str]]:
+    """(unit key, clause saying what its move makes room for), best first, each key once."""
+    on = movable(rules)
+    best: t.Dict[str, t.Tuple[t.Any, ...]] = {}
+    for n, (r, units) in enumerate(failures):
+        unit = units[0]
+        key = r.deploy.key
+        hosts = sorted({u.fixed for u in units}) if r.deploy.is_global else r.eligible
+        what = ("the global %s" % unit.key) if r.deploy.is_global else unit.key
+        need_cpu, need_mem = unit.shape.milli_cpus, unit.shape.memory_mb
+        for i in hosts:
+            name = table.names[i]
+            short = table.free_cpu[i] < need_cpu or table.free_mem[i] < need_mem
+            for other, u in on.get(i, ()):
+                if other == key:
+                    continue
+                if other in r.others:
+                    kind, clause = 0, "to make room for %s on %s (%s conflicts with %s)" % (what, name, key, other)
+                elif unit.shape.ports and not unit.shape.ports.isdisjoint(u.shape.ports):
+                    kind, clause = 1, "to free port %s on %s for %s" % (fmt_ports(unit.shape.ports & u.shape.ports), name, what)
+                elif short and (u.shape.milli_cpus or u.shape.memory_mb):
+                    alone = (table.free_cpu[i] + u.shape.milli_cpus >= need_cpu
+                             and table.free_mem[i] + u.shape.memory_mb >= need_mem)
+                    kind, clause = (2 if alone else 3), "to free cpus and memory on %s for %s" % (name, what)
+                else:
+                    continue
+                rank = (kind, n, len(u.shape.services), _natural(u.key), clause)
+                if u.key not in best or rank < best[u.key]:
+                    best[u.key] = rank
+    ordered = sorted(best.items(), key=lambda kv: kv[1])
+    return [(k, rank[-1]) for k, rank in ordered]
