@@ -45,6 +45,9 @@ ROLLED_BACK = "rolled back"
 PENDING = "pending"
 #: Could not be done and was not attempted (its image cannot be had); the container is untouched.
 FAILED = "failed"
+#: Not desired here any more, but its instance runs on another host now (moved, drained, or this host
+#: came back with a stale copy): left as it is until every host converged (`defer` of `plan`).
+DEFERRED = "deferred"
 
 #: Pull policies (module option `pull`, per-document key `pull`).
 PULL_POLICIES = ("missing", "always", "never")
@@ -180,10 +183,12 @@ class Plan:
     pending: t.Tuple[Action, ...] = ()  # need replacing, left as they are (replace=false or after a failure)
     failed: t.Tuple[Action, ...] = ()  # cannot be done (image unavailable), untouched; each is an error
     updates: t.Tuple[Action, ...] = ()  # `docker update` in place (same id, no restart), done before the rollout
+    deferred: t.Tuple[Action, ...] = ()  # removals that wait until every host converged (their instance moved)
 
     @property
     def actions(self) -> t.List[Action]:
-        return sorted(self.removals + self.rollout + self.unchanged + self.pending + self.failed + self.updates, key=lambda a: a.name)
+        return sorted(self.removals + self.rollout + self.unchanged + self.pending + self.failed + self.updates + self.deferred,
+                      key=lambda a: a.name)
 
     @property
     def changed(self) -> bool:
@@ -297,6 +302,7 @@ def plan(
     would_pull: t.AbstractSet[str] = frozenset(),
     prune_all: bool = False,
     configs: t.Optional[t.Mapping[str, t.Mapping[str, t.Any]]] = None,
+    defer: t.AbstractSet[str] = frozenset(),
 ) -> Plan:
     """The actions that bring the host to `docs`.
 
@@ -317,6 +323,10 @@ def plan(
     (`_docker.doc_from_inspect`): in-place fields that differ make an UPDATE (or a RECREATE when
     Docker cannot apply them), and a RECREATE names the fields that changed. Without it,
     in-place fields are not compared at all.
+
+    `defer` holds placement keys (instance ids, or `<instance>.<service>`) that run on another
+    host now: a container of this cluster that is not desired here and belongs to one of them
+    is DEFERRED instead of removed (destroy last: its replacement elsewhere must be up first).
     """
     have = _observed_by_name(observed)
     unavailable = unavailable or {}
@@ -328,6 +338,7 @@ def plan(
             % (", ".join(clashes), LABEL_CLUSTER))
     rollout, unchanged, warnings = [], [], []  # type: t.List[Action], t.List[Action], t.List[str]
     pending, failed, updates = [], [], []  # type: t.List[Action], t.List[Action], t.List[Action]
+    deferred = []  # type: t.List[Action]
     for doc in sorted(docs, key=lambda d: d["name"]):
         name = doc["name"]
         obs = have.get(name)
@@ -368,9 +379,29 @@ def plan(
                         "cluster stay); set prune_all: true to empty the host" % (
                             next(iter(have.values())).labels.get(LABEL_CLUSTER), len(have)))
     elif prune:
-        removals += [Action(o.name, REMOVE, _removal_reason(o, wanted), None, o)
-                     for o in sorted(have.values(), key=lambda o: o.name) if o.name not in wanted]
-    return Plan(tuple(removals), tuple(rollout), tuple(unchanged), tuple(warnings), tuple(pending), tuple(failed), tuple(updates))
+        for obs in sorted(have.values(), key=lambda o: o.name):
+            if obs.name in wanted:
+                continue
+            moved = moved_key(obs, defer)
+            if moved is not None:
+                deferred.append(Action(obs.name, DEFERRED, "%s runs on another host now: removed once every host converged" % moved,
+                                       None, obs))
+            else:
+                removals.append(Action(obs.name, REMOVE, _removal_reason(obs, wanted), None, obs))
+    return Plan(tuple(removals), tuple(rollout), tuple(unchanged), tuple(warnings), tuple(pending), tuple(failed), tuple(updates),
+                tuple(deferred))
+
+
+def moved_key(obs: Observed, keys: t.AbstractSet[str]) -> t.Optional[str]:
+    """The placement key of `keys` the container belongs to (its instance id, or `<instance>.<service>`
+    for a stack deployed with `colocate: false`), or None."""
+    instance = obs.labels.get(LABEL_INSTANCE) or ""
+    if not instance:
+        return None
+    for key in (instance, "%s.%s" % (instance, obs.labels.get(LABEL_SERVICE) or "")):
+        if key in keys:
+            return key
+    return None
 
 
 def _removal_reason(obs: Observed, wanted: t.AbstractSet[str]) -> str:

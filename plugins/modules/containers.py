@@ -222,6 +222,19 @@ options:
       - Remove containers that carry the cluster label but are not in O(containers).
     type: bool
     default: true
+  defer_removal:
+    version_added: 0.3.0
+    description:
+      - Placement keys (instance ids such as V(lamp-3), or V(<instance>.<service>) for a stack deployed with
+        C(colocate=false)) that the plan runs on B(another) host now. A container of O(cluster) on this host that is not
+        in O(containers) and belongs to one of them is left as it is (action V(deferred), listed in RV(deferred), not a
+        change) instead of being removed, so the old copy of a moved instance goes only after its replacement runs.
+      - C(site.yml) passes the keys the plan puts on other hosts while it converges, and removes the deferred containers
+        in a last play once every host converged without failure (C(docs/containers.md) "Deferred removal").
+      - Containers of instances that are not in the plan at all any more (scaled away) are removed as before.
+    type: list
+    elements: str
+    default: []
   max_parallel:
     description:
       - How many containers are created, replaced or started at once. V(1) is a rolling update
@@ -320,7 +333,8 @@ actions:
         - One of V(created), V(recreated), V(updated) (changed in place with docker update, same id, not restarted),
           V(started), V(removed), V(unchanged), V(rolled back) (the replacement failed
           and the old container runs again), V(pending) (needs replacing, left as it is), V(failed) (could not be done,
-          left as it is, for example its image cannot be pulled).
+          left as it is, for example its image cannot be pulled), V(deferred) (not desired here, but its instance runs on
+          another host now and O(defer_removal) names it; left as it is until a later call removes it).
       type: str
     reason:
       description: "Why, for example V(missing), V(configuration changed: image: web:1 → web:2), V(container is exited)."
@@ -355,6 +369,23 @@ pending:
       type: str
   sample:
     - {name: prod.lb-1.lb, reason: configuration changed (hash 1f2e... -> 9a8b...) (replace is false)}
+deferred:
+  version_added: 0.3.0
+  description:
+    - Containers not removed because O(defer_removal) names their instance (it runs on another host now), with why.
+      A later call without them in O(defer_removal) removes them.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Container name.
+      type: str
+    reason:
+      description: Why it waits.
+      type: str
+  sample:
+    - {name: prod.lamp-3.web, reason: "lamp-3 runs on another host now: removed once every host converged"}
 pulled:
   version_added: 0.2.0
   description: Image references pulled before the rollout (in check mode, those a real run would pull).
@@ -401,6 +432,7 @@ containers:
 from ansible.module_utils.basic import AnsibleModule, _load_params
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _difference
 from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import (
+    DEFERRED,
     FAILED,
     PENDING,
     PULL_POLICIES,
@@ -496,7 +528,7 @@ def _diff(actions):
     """One before/after pair per changed container; env values masked."""
     diffs = []
     for action in actions:
-        if not action.changes or action.action in (PENDING, FAILED):
+        if not action.changes or action.action in (PENDING, FAILED, DEFERRED):
             continue
         if action.fields:  # name each field that changed, not two hashes
             before, after = _difference.diff(action.fields)
@@ -552,6 +584,7 @@ def main():
         cluster=dict(type="str", required=True),
         containers=dict(type="list", elements="dict", required=True, options=DOCUMENT_SPEC),
         prune=dict(type="bool", default=True),
+        defer_removal=dict(type="list", elements="str", default=[]),
         prune_all=dict(type="bool", default=False),
         replace=dict(type="bool", default=True),
         pull=dict(type="str", default="missing", choices=list(PULL_POLICIES)),
@@ -568,7 +601,7 @@ def main():
     params["containers"] = docs
     invocation = _scrubbed_invocation(params)
     cluster = params["cluster"]
-    result = dict(changed=False, actions=[], pending=[], pulled=[], containers=[], invocation=invocation)
+    result = dict(changed=False, actions=[], pending=[], deferred=[], pulled=[], containers=[], invocation=invocation)
     if params["max_parallel"] < 1:
         module.fail_json(msg="max_parallel must be at least 1", **result)
 
@@ -589,7 +622,7 @@ def main():
         configs = engine.configs(observed, [d["name"] for d in docs])  # in-place fields and field-level diffs
         todo = plan(docs, observed, image_ids, prune=params["prune"], foreign=foreign, replace=params["replace"],
                     unavailable=unavailable, would_pull=set(result["pulled"]) if module.check_mode else frozenset(),
-                    prune_all=params["prune_all"], configs=configs)
+                    prune_all=params["prune_all"], configs=configs, defer=frozenset(params["defer_removal"]))
     except (DocumentError, EngineError, SecretError) as exc:
         module.fail_json(msg="%s: %s" % (url, exc), **result)
 
@@ -616,7 +649,8 @@ def main():
         reports.append(report)
     result["actions"] = reports
     result["pending"] = [{"name": r["name"], "reason": r["reason"]} for r in reports if r["action"] == PENDING]
-    result["changed"] = images_changed or any(r["action"] not in ("unchanged", PENDING, FAILED) for r in reports)
+    result["deferred"] = [{"name": r["name"], "reason": r["reason"]} for r in reports if r["action"] == DEFERRED]
+    result["changed"] = images_changed or any(r["action"] not in ("unchanged", PENDING, FAILED, DEFERRED) for r in reports)
     result["containers"] = [o.summary() for o in sorted(final, key=lambda o: o.name)]
     if errors:
         module.fail_json(msg="%d container error(s) on %s: %s" % (len(errors), engine.url, "; ".join(errors)),
