@@ -191,7 +191,7 @@ def _judge(doc: t.Mapping[str, t.Any], expected: str, view: HostView, copies: t.
         return UNHEALTHY, "health check fails (%s)" % (obs.status or "unhealthy"), found
     notes = [obs.status or obs.state]
     if seen.restart_count:
-        notes.append("restarted %d times" % seen.restart_count)
+        notes.append("restarted %d time%s" % (seen.restart_count, "" if seen.restart_count == 1 else "s"))
     if hashable is None:
         notes.append("config hash unknown: secrets not given")
     return OK, "; ".join(notes), found
@@ -255,13 +255,13 @@ def status(
         for seen in copies:
             entries.append(_orphan(seen, "not in the plan"))
     for seen in leftovers:
-        entries.append(_orphan(seen, "leftover of an interrupted replacement (the next converge removes it)"))
+        entries.append(_orphan(seen, "leftover of an interrupted replacement, which the next converge removes"))
     entries.sort(key=lambda e: (e["name"], e["verdict"] != ORPHAN, e["found"][0]["host"] if e["verdict"] == ORPHAN else ""))
 
     counts = {verdict: 0 for verdict in VERDICTS}
     for entry in entries:
         counts[entry["verdict"]] += 1
-    return {
+    result = {
         "cluster": cluster,
         "containers": entries,
         "instances": _instances(entries),
@@ -271,13 +271,15 @@ def status(
         "problems": ["%s: %s (%s)" % (e["name"], e["verdict"], e["reason"]) for e in entries if e["verdict"] != OK],
         "summary": summary(cluster, counts, views),
     }
+    result["table"] = table(result)
+    return result
 
 
 def _orphan(seen: Seen, why: str) -> t.Dict[str, t.Any]:
     labels = seen.observed.labels
     return {"name": seen.observed.name, "instance": labels.get(LABEL_INSTANCE), "service": labels.get(LABEL_SERVICE),
             "deploy": labels.get(LABEL_DEPLOY), "key": None, "expected_host": None, "verdict": ORPHAN,
-            "reason": "%s on %s (%s)" % (why, seen.host, seen.observed.state), "found": [_found(seen, None)]}
+            "reason": "%s (%s on %s)" % (why, seen.observed.state, seen.host), "found": [_found(seen, None)]}
 
 
 def _instances(entries: t.Sequence[t.Mapping[str, t.Any]]) -> t.Dict[str, t.Dict[str, t.Any]]:
@@ -333,3 +335,36 @@ def host_verdicts(result: t.Mapping[str, t.Any], host: str) -> t.Dict[str, t.Lis
         if where == host:
             mine.setdefault(entry["verdict"], []).append(entry["name"])
     return mine
+
+
+TABLE_COLUMNS = ("INSTANCE", "SERVICE", "HOST", "STATE", "VERDICT", "NOTE")
+_NOTE_WIDTH = 90
+
+
+def table(result: t.Mapping[str, t.Any]) -> t.List[str]:
+    """The containers as `docker stack ps` shows tasks: one aligned line each, a header first.
+
+    HOST is where the plan puts it (an orphan: where it runs), with `+h2` for every other host a
+    copy was found on; STATE is the state of the copy on that host (`-` when there is none). The
+    note is the verdict's reason, cut to one short line; an ok container's note is empty unless
+    it restarted or its hash could not be checked."""
+    rows = [TABLE_COLUMNS]
+    for entry in result["containers"]:
+        found = entry["found"]
+        host = entry["expected_host"] or (found[0]["host"] if found else "-")
+        here = [f for f in found if f["host"] == host]
+        others = sorted({f["host"] for f in found if f["host"] != host})
+        state = here[0]["state"] if here else "-"
+        if here and here[0].get("health") in ("healthy", "unhealthy", "starting"):
+            state = "%s (%s)" % (state, here[0]["health"])
+        note = str(entry["reason"])
+        if entry["verdict"] == OK:
+            note = "; ".join(part for part in note.split("; ") if part.startswith(("restarted", "config hash unknown")))
+        if len(note) > _NOTE_WIDTH:
+            note = note[:_NOTE_WIDTH - 3] + "..."
+        rows.append((str(entry["instance"] or "-"), str(entry["service"] or "-"), host + "".join(" +" + o for o in others),
+                     state, entry["verdict"].upper() if entry["verdict"] != OK else OK, note))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS) - 1)]
+    lines = ["  ".join(row[i].ljust(width) for i, width in enumerate(widths)) + ("  " + row[-1] if row[-1] else "")
+             for row in rows]
+    return [line.rstrip() for line in lines] + [result["summary"]]

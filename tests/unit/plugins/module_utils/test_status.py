@@ -233,6 +233,21 @@ def test_host_verdicts_are_that_hosts_own():
     assert st.host_verdicts(result, "h2") == {"ok": ["prod.lb-1.lb"]} and st.host_verdicts(result, "h3") == {}
 
 
+def test_the_table_reads_like_docker_stack_ps():
+    result = run([view("h1", seen(DB), seen(WEB, status="Up 2 minutes (healthy)", restart_count=2)),
+                  view("h2", seen(LB, "h2"), seen(WEB, "h2", name="x"), seen(doc("prod.web-9.web"), "h2", state="exited")),
+                  view("h3", reachable=False, error="connection refused")], plan=dict(PLAN, h3=[doc("prod.web-3.web", host="h3")]))
+    assert result["table"] == [
+        "INSTANCE  SERVICE  HOST    STATE              VERDICT    NOTE",
+        "lb-1      lb       h2      running            ok",
+        "web-1     db       h1      running            ok",
+        "web-1     web      h1 +h2  running (healthy)  DUPLICATE  2 containers of this instance: prod.web-1.web on h1 (running), x on h2 (running)",
+        "web-3     web      h3      -                  HOST-DOWN  host h3 is not reachable (connection refused)",
+        "web-9     web      h2      exited             ORPHAN     not in the plan (exited on h2)",
+        "prod: 5 containers on 3 hosts (1 down: h3): 2 ok, 1 orphan, 1 duplicate, 1 host-down",
+    ]
+
+
 # -- properties ------------------------------------------------------------------------------
 
 HOSTS = ("h1", "h2", "h3")
