@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import threading
 import time
 import typing as t
@@ -167,9 +168,21 @@ def probe(engines: t.Mapping[str, t.Optional[t.Mapping[str, t.Any]]], timeout: f
             "engines": report}
 
 
+_POOL_ERROR = re.compile(r"\b\w*ConnectionPool\(.*$")
+_REASONS = (re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)"), re.compile(r"(timed out\.?(?: \((?:connect|read) timeout=[\d.]+\))?)"),
+            re.compile(r"(certificate verify failed[^'\"()\]]*|bad certificate|wrong version number)"))
+
+
 def _short_error(text: str) -> str:
-    """Docker SDK / urllib3 errors repeat themselves (a pool, a retry, the socket): keep it to one line."""
+    """One line: urllib3's "HTTPSConnectionPool(...): Max retries exceeded ... (Caused by ...)" becomes
+    the socket's reason (Connection refused, No route to host, timed out, a TLS failure)."""
     line = " ".join(str(text).split())
+    if _POOL_ERROR.search(line):
+        for pattern in _REASONS:
+            match = pattern.search(line)
+            if match:
+                line = _POOL_ERROR.sub(match.group(1).strip(), line)
+                break
     return line if len(line) <= 400 else line[:397] + "..."
 
 

@@ -139,3 +139,16 @@ def test_probe_of_a_closed_port_is_down_within_the_timeout():
     result = _fleet.probe({"closed": {"docker_host": "tcp://127.0.0.1:9", "tls": False}}, timeout=2, environ={})
     assert result["down"] == ["closed"] and "cannot reach the Docker engine at tcp://127.0.0.1:9" in result["engines"]["closed"]["error"]
     assert time.monotonic() - begin < 4
+
+
+def test_errors_are_one_line_with_the_socket_reason():
+    refused = ("cannot reach the Docker engine at tcp://10.0.0.12:2376: HTTPSConnectionPool(host='10.0.0.12', port=2376): Max retries "
+               "exceeded with url: /version (Caused by NewConnectionError(\"HTTPSConnection(host='10.0.0.12', port=2376): Failed to "
+               "establish a new connection: [Errno 111] Connection refused\"))")
+    timeout = ("cannot reach the Docker engine at tcp://10.0.0.14:2376: HTTPSConnectionPool(host='10.0.0.14', port=2376): Max retries "
+               "exceeded with url: /version (Caused by ConnectTimeoutError(<urllib3.connection.HTTPSConnection object at 0x7f>, "
+               "'Connection to 10.0.0.14 timed out. (connect timeout=3)'))")
+    assert _fleet._short_error(refused) == "cannot reach the Docker engine at tcp://10.0.0.12:2376: Connection refused"
+    assert _fleet._short_error(timeout) == "cannot reach the Docker engine at tcp://10.0.0.14:2376: timed out. (connect timeout=3)"
+    assert _fleet._short_error("refusing to talk\n  plain") == "refusing to talk plain"
+    assert len(_fleet._short_error("x" * 1000)) == 400
