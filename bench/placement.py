@@ -11,6 +11,9 @@ W2  W1 re-planned after 5 % of the hosts are lost (half at random, half one whol
 W3  hard anti-affinity: count = 95 % of hosts with `conflicts` on itself, plus a conflict
     chain between stacks, at 100, 1,000 and 5,000 hosts.
 W4  W1 with `strategy: binpack`; hosts used against a lower bound.
+W5  repair: W1 re-planned with a new deploy that needs port 80 on every host of one rack, where
+    kept load balancers hold it: the engine moves exactly those (docs/placement.md "Repair").
+W6  rebalance: W1 planned on 95 % of the hosts, re-planned on all with rebalance max_moves 100.
 A naive first-fit placer (below) runs side by side on W1 and W4.
 
 Specs are built through `_spec.load_data`, so constraints are real compiled JMESPath.
@@ -108,6 +111,21 @@ def w3_spec(n_hosts):
 
 def containers_of(placement):
     return sum(len(u.services) for u in placement.units.values())
+
+
+def load_stats(placement, hosts, spec):
+    """(min, max, standard deviation) of host load: the larger of a host's cpu and memory fractions."""
+    cap = {h.name: h.capacity for h in hosts}
+    used = {h.name: (0.0, 0) for h in hosts}
+    for unit in placement.units.values():
+        cpus, mem = used.get(unit.host, (0.0, 0))
+        for name in unit.services:
+            res = spec.services[name].resources
+            cpus, mem = cpus + res.cpus, mem + res.memory_mb
+        used[unit.host] = (cpus, mem)
+    loads = [max(c / cap[h].cpus, m / cap[h].memory_mb) for h, (c, m) in used.items()]
+    mean = sum(loads) / len(loads)
+    return min(loads), max(loads), math.sqrt(sum((x - mean) ** 2 for x in loads) / len(loads))
 
 
 def timed(fn, repeat):
@@ -301,6 +319,31 @@ def run(args):
     row("W4r (ssd on random hosts) hosts used / lower bound", "%d / %d = %.3f" % (
         hosts_used(pr, s4), lower_bound(s4, hr), hosts_used(pr, s4) / lower_bound(s4, hr)), "rules force small hosts open")
     row("W1 spread: hosts used (engine, naive)", "%d, %d" % (hosts_used(p1, spec), naive_hosts_used(spec, naive)))
+
+    # W5: a new deploy needs port 80 on every host of rack r000, where kept lbs publish it.
+    data = _stacks_for_lamp_ssd(w1_stack(scale))
+    rack = {h.name for h in hosts if h.labels["rack"] == "r000"}
+    data["services"]["edge"] = {"image": "edge:1", "ports": ["80:8081"], "resources": {"cpus": 0.05, "memory": "32m"}}
+    data["deploy"]["edge"] = {"count": len(rack), "constraint": "labels.rack == 'r000'"}
+    s5 = _spec.load_data(data, source="W5")
+    blockers = sorted(k for k, h in p1.assignments.items() if k.startswith("lb-") and h in rack)
+    t5, p5 = timed(lambda: plan(s5, hosts, p1.assignments), repeat)
+    if args.check:
+        check(s5, hosts, p5)
+    row("W5 repair: kept lbs blocking / moved", "%d / %d" % (len(blockers), len(p5.moved)), "goal equal")
+    row("W5 repair re-plan time (s)", "%.3f" % t5)
+
+    # W6: hosts were added; rebalance moves at most 100 kept units onto them.
+    fewer = [h for n, h in enumerate(hosts) if n % 20 != 7]
+    p6a = plan(spec, fewer)
+    t6, p6 = timed(lambda: plan(spec, hosts, p6a.assignments, rebalance={"max_moves": 100}), repeat)
+    if args.check:
+        check(spec, hosts, p6, check_spread=False)
+    row("W6 rebalance: hosts added / moves (max_moves 100)", "%d / %d" % (len(hosts) - len(fewer), len(p6.moves)))
+    row("W6 rebalance re-plan time (s)", "%.3f" % t6)
+    plain = plan(spec, hosts, p6a.assignments)
+    row("W6 host load min / max / std dev, without rebalance", "%.2f / %.2f / %.3f" % load_stats(plain, hosts, spec))
+    row("W6 host load min / max / std dev, with rebalance", "%.2f / %.2f / %.3f" % load_stats(p6, hosts, spec))
     return rows
 
 
