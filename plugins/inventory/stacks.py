@@ -137,6 +137,26 @@ options:
     description: Also place onto the machines registered in etcd (when O(etcd_endpoints) is set).
     type: bool
     default: true
+  status:
+    description:
+      - Also judge every container of the cluster as M(stackfleet.cluster.stack_status) does (verdicts V(ok), V(missing),
+        V(stopped), V(unhealthy), V(drifted), V(duplicate), V(orphan), V(host-down)) and add them to the inventory.
+      - Adds the groups C(stackfleet_status_ok), C(stackfleet_status_missing), C(stackfleet_status_stopped),
+        C(stackfleet_status_unhealthy), C(stackfleet_status_drifted), C(stackfleet_status_duplicate),
+        C(stackfleet_status_orphan) and C(stackfleet_status_host_down), each holding the hosts with at least one container
+        of that verdict (always present, possibly empty); each host gets C(stackfleet_status), verdict to the names of
+        B(its own) containers (planned there, or orphans found there), and the group C(all) gets
+        C(stackfleet_status_summary) and C(stackfleet_status_counts).
+      - Reads each engine of a host with a C(stackfleet_docker_host) variable with one container listing (in parallel; the
+        same listing the previous placement from Docker uses, so with O(previous_placement=docker) it costs no extra
+        request). A host whose engine cannot be read, or that has no C(stackfleet_docker_host), is V(host-down).
+      - From the listing alone, without inspect or image listing, so unlike M(stackfleet.cluster.stack_status) it does not
+        see a limit or restart policy changed by hand or an image tag that moved, and containers with secret references
+        are not judged by their hash (no secrets here).
+      - With O(cache) on, the verdicts are those of the cached listing.
+    type: bool
+    default: false
+    version_added: 0.3.0
 notes:
   - Every value read from the stack file, this configuration's O(hosts), Docker or etcd is marked untrusted;
     Jinja in it is never rendered, in the inventory or in playbooks that use these variables.
@@ -204,6 +224,7 @@ keyed_groups:
 """
 
 import concurrent.futures
+import dataclasses
 import os
 
 from ansible.errors import AnsibleError, AnsibleParserError
@@ -212,7 +233,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 from ansible.template import is_trusted_as_template
 from ansible.utils.vars import combine_vars
 from ansible.vars.plugins import get_vars_from_inventory_sources
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _desired, _docker, _etcd, _machines, _placement, _spec, _state
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _converge, _desired, _docker, _etcd, _machines, _placement, _spec, _state, _status
 from ansible_collections.stackfleet.cluster.plugins.plugin_utils import _inventory
 
 HOSTS_GROUP = "stackfleet_hosts"
@@ -313,6 +334,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             return False, None
         if not isinstance(reads, dict) or reads.get("format") != CACHE_FORMAT:
             return False, None
+        if self.get_option("status") and reads.get("status") is None:
+            return False, None  # cached without the listings the verdicts need
         return True, reads
 
     def _update_cached_reads(self, path, cache, reads):
@@ -326,7 +349,15 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _read_outside(self, spec, known, inline):
         """The previous placement and the registered machines, from etcd and Docker."""
         mode = self.get_option("previous_placement")
-        reads = {"format": CACHE_FORMAT, "previous": {}, "source": "none", "machines": []}
+        reads = {"format": CACHE_FORMAT, "previous": {}, "source": "none", "machines": [], "status": None}
+        connections = dict(known)
+        connections.update({name: extra for name, (_doc, extra) in inline.items()})
+        listings = {}  # the one listing per engine, shared by the previous placement and the verdicts
+
+        def engines(warn_missing):
+            if not listings:
+                listings.update(self._read_engines(spec, connections, warn_missing))
+            return listings
         client = self._etcd_client()
         if client is None and mode == "etcd":
             raise AnsibleParserError("previous_placement: etcd needs etcd_endpoints (or ETCDCTL_ENDPOINTS)")
@@ -341,11 +372,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             except (_etcd.EtcdError, _state.StateError) as exc:
                 raise AnsibleParserError("cannot read the state of cluster %s from etcd: %s" % (spec.cluster, exc))
         if reads["source"] == "none" and mode in ("auto", "docker"):
-            connections = dict(known)
-            connections.update({name: extra for name, (_doc, extra) in inline.items()})
-            placement = self._read_container_labels(spec, connections, warn_missing=mode == "docker")
+            placement = self._previous_from_listings(spec, engines(warn_missing=mode == "docker"))
             if placement is not None:
                 reads.update(previous=placement, source="docker")
+        if self.get_option("status"):
+            read = engines(warn_missing=False)
+            reads["status"] = {"rows": read["rows"], "errors": read["errors"]}
         return reads
 
     def _etcd_client(self):
@@ -377,26 +409,35 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.display.warning("stackfleet: skipping a registered machine: %s" % problem)
         return valid
 
-    def _read_container_labels(self, spec, connections, warn_missing):
-        """Placement from the labels of the cluster's containers, or None when no engine could be read."""
+    def _read_engines(self, spec, connections, warn_missing):
+        """{"rows": host → the cluster's containers as listing rows, "errors": host → why it was not read}:
+        one listing per engine, all at once."""
         timeout = self.get_option("docker_timeout")
         params = {name: _inventory.docker_params(variables, timeout) for name, variables in sorted(connections.items())}
         missing = sorted(name for name, p in params.items() if p is None)
         if missing and warn_missing:
             self.display.warning("stackfleet: no stackfleet_docker_host for %s; their containers are not read" % ", ".join(missing))
+        errors = {name: "not read: no stackfleet_docker_host variable" for name in missing}
         targets = {name: p for name, p in params.items() if p is not None}
-        if not targets:
+        rows = {}
+        if targets:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=min(_DOCKER_WORKERS, len(targets))) as pool:
+                futures = {name: pool.submit(_list_cluster, p, spec.cluster) for name, p in targets.items()}
+                for name, future in sorted(futures.items()):
+                    try:
+                        rows[name] = future.result()
+                    except _docker.EngineError as exc:
+                        errors[name] = str(exc)
+        return {"rows": rows, "errors": errors}
+
+    def _previous_from_listings(self, spec, read):
+        """Placement from the labels of the cluster's containers, or None when no engine could be read."""
+        for name, error in sorted(read["errors"].items()):
+            if name not in read["rows"] and not error.startswith("not read:"):
+                self.display.warning("stackfleet: skipping host %s for the previous placement: %s" % (name, error))
+        if not read["rows"]:
             return None
-        labels_by_host = {}
-        with concurrent.futures.ThreadPoolExecutor(max_workers=min(_DOCKER_WORKERS, len(targets))) as pool:
-            futures = {name: pool.submit(_list_cluster_labels, p, spec.cluster) for name, p in targets.items()}
-            for name, future in sorted(futures.items()):
-                try:
-                    labels_by_host[name] = future.result()
-                except _docker.EngineError as exc:
-                    self.display.warning("stackfleet: skipping host %s for the previous placement: %s" % (name, exc))
-        if not labels_by_host:
-            return None
+        labels_by_host = {name: [row["labels"] for row in rows] for name, rows in read["rows"].items()}
         placement, notes = _inventory.previous_from_labels(spec, labels_by_host)
         for note in notes:
             self.display.warning("stackfleet: %s" % note)
@@ -436,17 +477,42 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         set_var = self.inventory.set_variable
         set_var("all", "stackfleet_placement", _inventory.untrusted(placement.assignments))
         set_var("all", "stackfleet_placement_source", reads["source"])
+        verdicts = self._add_status(spec, hosts, containers, placement.assignments, reads.get("status"))
         strict = self.get_option("strict")
         for host in sorted(h.name for h in hosts):
             self.inventory.add_child(HOSTS_GROUP, host)
             set_var(host, "stackfleet_cluster", _inventory.untrusted(spec.cluster))
             set_var(host, "stackfleet_instances", _inventory.untrusted(instances.get(host, [])))
             set_var(host, "stackfleet_containers", _inventory.untrusted(containers.get(host, [])))
+            if verdicts is not None:
+                set_var(host, "stackfleet_status", _inventory.untrusted(verdicts.get(host, {})))
             variables = self._host_vars(self.inventory.hosts[host])
             self._set_composite_vars(self.get_option("compose"), variables, host, strict=strict)
             variables = self._host_vars(self.inventory.hosts[host])
             self._add_host_to_composed_groups(self.get_option("groups"), variables, host, strict=strict)
             self._add_host_to_keyed_groups(self.get_option("keyed_groups"), variables, host, strict=strict)
+
+    def _add_status(self, spec, hosts, containers, assignments, read):
+        """The verdict groups and `all` variables; host → its own verdicts (None when O(status) is off)."""
+        if not self.get_option("status") or read is None:
+            return None
+        views = {}
+        for host in hosts:
+            rows = read["rows"].get(host.name)
+            if rows is None:
+                views[host.name] = _status.HostView(host.name, False, error=read["errors"].get(host.name) or "not read")
+                continue
+            seen = [_status.Seen(host.name, _converge.Observed(**row)) for row in rows]
+            views[host.name] = _status.HostView(host.name, True, containers=seen)
+        result = _status.status(spec.cluster, containers, views, placement=assignments)
+        groups, per_host = _inventory.status_groups(result, views)
+        for group, members in groups.items():
+            self.inventory.add_group(group)
+            for host in members:
+                self.inventory.add_child(group, host)
+        self.inventory.set_variable("all", "stackfleet_status_summary", _inventory.untrusted(result["summary"]))
+        self.inventory.set_variable("all", "stackfleet_status_counts", result["counts"])
+        return per_host
 
     def _add_host(self, name, doc, extra):
         """A host this plugin brings (inline or registered in etcd), with its document as host variables."""
@@ -459,11 +525,11 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.set_variable(name, var, _inventory.untrusted(value))
 
 
-def _list_cluster_labels(params, cluster):
-    """The labels of every container of `cluster` on one engine (one listing request)."""
+def _list_cluster(params, cluster):
+    """The cluster's containers on one engine as plain listing rows (one request; cacheable)."""
     engine = _docker.connect(_docker.resolve_endpoint(params))
     try:
-        return [observed.labels for observed in engine.list_cluster(cluster)]
+        return [dataclasses.asdict(observed) for observed in engine.list_cluster(cluster)]
     finally:
         engine.api.close()
 

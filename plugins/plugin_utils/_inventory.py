@@ -17,6 +17,7 @@ import typing as t
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.utils.unsafe_proxy import wrap_var
 from ansible_collections.stackfleet.cluster.plugins.filter.host_documents import host_documents
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _status
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import (
     LABEL_CLUSTER,
     LABEL_DEPLOY,
@@ -95,6 +96,21 @@ def placement_groups(spec: Spec, units: t.Iterable[t.Any]) -> t.Tuple[t.Dict[str
     warnings = ["groups: %s share the group name %s; its hosts are the union" % (" and ".join(sorted(o)), g)
                 for g, o in sorted(origins.items()) if len(o) > 1]
     return {g: sorted(h) for g, h in sorted(members.items())}, warnings
+
+
+def status_groups(result: t.Mapping[str, t.Any], hosts: t.Iterable[str]) -> t.Tuple[t.Dict[str, t.List[str]], t.Dict[str, t.Dict[str, t.List[str]]]]:
+    """(group `stackfleet_status_<verdict>` → hosts with a container of that verdict, host → its own
+    verdicts: verdict → container names) from a `_status.status` result. Every verdict has its group,
+    empty when no host has it; each host's variable holds only the containers judged on it (planned
+    there, or orphans found there), so the inventory grows with hosts + containers, not their product."""
+    groups: t.Dict[str, t.List[str]] = {group_name(verdict, "status"): [] for verdict in _status.VERDICTS}
+    per_host: t.Dict[str, t.Dict[str, t.List[str]]] = {}
+    for host in sorted(hosts):
+        mine = _status.host_verdicts(result, host)
+        per_host[host] = mine
+        for verdict in mine:
+            groups[group_name(verdict, "status")].append(host)
+    return groups, per_host
 
 
 def host_instances(assignments: t.Mapping[str, str]) -> t.Dict[str, t.List[str]]:

@@ -6,10 +6,11 @@ assert mode fails naming them; an engine stopped makes its host's containers hos
 import json
 import os
 import shutil
+import subprocess
 import time
 
 import pytest
-from conftest import REPO, ansible_playbook, lab_spec
+from conftest import CA_BUNDLE_ENV, REPO, VENV_BIN, ansible_playbook, lab_spec
 
 LAB = lab_spec("st", hosts=3)
 STACK_FILE = os.path.join(REPO, "examples", "lamp.yml")
@@ -26,7 +27,8 @@ def status_lab(tmp_path_factory):
         os.symlink(lab.inventory_path, str(inventory / "hosts.yml"))
         shutil.copytree(os.path.join(REPO, "inventories", "lab", "group_vars"), str(inventory / "group_vars"))
         (inventory / "lab.stackfleet.yml").write_text(
-            "plugin: stackfleet.cluster.stacks\nstack_file: %s\nhost_groups: [stackfleet_hosts]\nprevious_placement: docker\n" % STACK_FILE)
+            "plugin: stackfleet.cluster.stacks\nstack_file: %s\nhost_groups: [stackfleet_hosts]\nprevious_placement: docker\n"
+            "status: true\n" % STACK_FILE)  # verdicts from the listing the previous placement reads anyway
         site = ansible_playbook("playbooks/site.yml", str(inventory))
         assert site.rc == 0, site.stdout[-4000:] + site.stderr[-2000:]
         yield lab, str(inventory)
@@ -41,6 +43,23 @@ def _status(run_playbook, inventory, out, **extra_vars):
         with open(str(out / "status.json")) as handle:
             report = json.load(handle)
     return run, report, seconds
+
+
+def _inventory(inventory):
+    """`ansible-inventory --list`, with the unsafe markers of untrusted strings removed."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+    for name in CA_BUNDLE_ENV:
+        env.pop(name, None)
+    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-inventory"), "-i", inventory, "--list"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def plain(value):
+        if isinstance(value, dict):
+            return value["__ansible_unsafe"] if set(value) == {"__ansible_unsafe"} else {k: plain(v) for k, v in value.items()}
+        return [plain(v) for v in value] if isinstance(value, list) else value
+
+    return plain(json.loads(proc.stdout))
 
 
 def _verdicts(report):
@@ -120,6 +139,22 @@ def test_each_state_gets_its_verdict_and_the_assert_names_them(status_lab, run_p
                     "lab.lb-1.lb: drifted", "lab.lamp-9.web: orphan", exporter[0] + ": drifted"):
         assert problem in run.stdout, run.stdout[-3000:]
     assert "DUPLICATE" in run.stdout and "%s +%s" % (web_host.name, other.name) in run.stdout
+
+    # The inventory plugin (status: true) has the verdicts of the listing it reads anyway: groups of hosts per
+    # verdict, and on each host only its own containers. (Not what needs inspect or the changed stack file.)
+    listing = _inventory(inventory)
+    mysql_host = _find(lab, "lab.lamp-1.mysql")[0].name
+    missing_host = [e["expected_host"] for e in report["containers"] if e["name"] == "lab.lamp-2.mysql"][0]
+    assert listing["stackfleet_status_stopped"]["hosts"] == [mysql_host]
+    assert listing["stackfleet_status_missing"]["hosts"] == [missing_host]
+    assert listing["stackfleet_status_duplicate"]["hosts"] == [web_host.name]
+    assert listing["stackfleet_status_orphan"]["hosts"] == [other.name]
+    assert "hosts" not in listing.get("stackfleet_status_host_down", {})
+    own = listing["_meta"]["hostvars"][mysql_host]["stackfleet_status"]
+    assert own["stopped"] == ["lab.lamp-1.mysql", "lab.lamp-1.web"]
+    mine = {e["name"] for e in report["containers"] if (e["expected_host"] or e["found"][0]["host"]) == mysql_host}
+    assert {name for names in own.values() for name in names} == mine  # its own containers, never the cluster's
+    assert listing["_meta"]["hostvars"][mysql_host]["stackfleet_status_counts"]["stopped"] == 2
 
     # site.yml repairs all of it (the copy by hand and the orphan carry the cluster's label: they are removed).
     repair = run_playbook("playbooks/site.yml", inventory)
