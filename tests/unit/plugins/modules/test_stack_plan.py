@@ -72,3 +72,21 @@ def test_check_mode_and_bad_file_message(tmp_path):
     result = run_module({"stack_file": str(bad), "hosts": HOSTS}, check=True)
     assert result["failed"]
     assert "deploy.web.count" in result["msg"] and "stacks.yml" in result["msg"]
+
+
+def test_drained_host_moves_and_rebalance_option():
+    """Contract 2 of issue 9: `moves` with reasons, a drained host present with no containers, opt-in rebalance."""
+    stack = {"cluster": "demo", "services": {"w": {"image": "local/busybox:1", "resources": {"cpus": 1, "memory": "64m"}}},
+             "deploy": {"w": {"count": 4}}}
+    hosts = [{"name": n, "capacity": {"cpus": 4, "memory_mb": 4096}} for n in ("a", "b")]
+    hosts.append({"name": "c", "capacity": {"cpus": 4, "memory_mb": 4096}, "drain": True})
+    previous = {"w-1": "a", "w-2": "a", "w-3": "a", "w-4": "c"}
+    result = run_module({"stack": stack, "hosts": hosts, "previous_placement": previous})
+    assert not result.get("failed"), result.get("msg")
+    assert result["containers"]["c"] == [] and "c" not in result["placement"].values()
+    assert result["moves"] == [{"key": "w-4", "from": "c", "to": "b", "reason": "drained", "why": "w-4 moved from c to b because c is drained."}]
+    assert result["moved"] == ["w-4"] and result["summary"].endswith("moves: w-4 c -> b (drained)")
+    again = run_module({"stack": stack, "hosts": hosts, "previous_placement": previous, "rebalance": {"max_moves": 1}})
+    assert [(m["key"], m["reason"]) for m in again["moves"]] == [("w-1", "rebalance"), ("w-4", "drained")]
+    bad = run_module({"stack": stack, "hosts": hosts, "rebalance": {"max_moves": -1}})
+    assert bad["failed"] and "max_moves" in bad["msg"]
