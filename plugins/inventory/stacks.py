@@ -518,7 +518,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         """A host this plugin brings (inline or registered in etcd), with its document as host variables."""
         self.inventory.add_host(name)
         values = dict(extra)
-        for var, key in (("stackfleet_labels", "labels"), ("stackfleet_capacity", "capacity"), ("ansible_host", "address")):
+        for var, key in (("stackfleet_labels", "labels"), ("stackfleet_capacity", "capacity"), ("stackfleet_drain", "drain"),
+                         ("ansible_host", "address")):
             if doc.get(key):
                 values[var] = doc[key]
         for var, value in values.items():
