@@ -151,12 +151,13 @@ def plan(spec: Spec, hosts: t.Sequence[Host], previous: t.Optional[t.Mapping[str
     rules = _compile(spec, table, errors)
     _check_keys(rules, errors)
     order = _order(rules, errors)
-    for r in rules.values():
-        for unit in r.units:
-            unit.prev = previous.get(unit.key)
-    attempt = _Attempt(spec, hosts, rules, order)
+    if previous:
+        for r in rules.values():
+            for unit in r.units:
+                unit.prev = previous.get(unit.key)
+    attempt = _Attempt(spec, hosts, rules, order, bool(previous))
     table, failed, failures = attempt.run({}, table)
-    base_left = {u.key: u.left for r in rules.values() for u in r.units if u.left is not None}
+    base_left = {u.key: u.left for r in rules.values() for u in r.units if u.left is not None} if previous else {}
     repaired: t.Dict[str, str] = {}
     if failed and not errors and repair and any(u.kept for r in rules.values() for u in r.units):
         found = _repair(attempt, table, failures)
@@ -179,8 +180,8 @@ def plan(spec: Spec, hosts: t.Sequence[Host], previous: t.Optional[t.Mapping[str
 class _Attempt:
     """One keep + place pass over fresh host bookkeeping, with some kept units released."""
 
-    def __init__(self, spec: Spec, hosts: t.Sequence[Host], rules: t.Dict[str, _Rules], order: t.List[_Rules]):
-        self.spec, self.hosts, self.rules, self.order = spec, hosts, rules, order
+    def __init__(self, spec: Spec, hosts: t.Sequence[Host], rules: t.Dict[str, _Rules], order: t.List[_Rules], keep: bool):
+        self.spec, self.hosts, self.rules, self.order, self.keep = spec, hosts, rules, order, keep
         self.count = 0
 
     def run(self, released: t.Mapping[str, bool], table: t.Optional[HostTable] = None
@@ -189,12 +190,13 @@ class _Attempt:
         let the engine choose freely (possibly the same host again)."""
         self.count += 1
         table = table if table is not None else HostTable(self.hosts)
-        for r in self.rules.values():
-            for unit in r.units:
-                unit.host, unit.kept, unit.avoid, unit.left = -1, False, -1, None
-                if unit.key in released and released[unit.key]:
-                    unit.avoid = table.index.get(unit.prev or "", -1)
-        for r in self.order:
+        if self.count > 1:  # the first run finds the units as _compile made them
+            for r in self.rules.values():
+                for unit in r.units:
+                    unit.host, unit.kept, unit.avoid, unit.left = -1, False, -1, None
+                    if unit.key in released and released[unit.key]:
+                        unit.avoid = table.index.get(unit.prev or "", -1)
+        for r in self.order if self.keep else ():
             _keep(table, r, released)
         errors: t.List[str] = []
         failures: t.List[t.Tuple[_Rules, t.List[_Pending]]] = []
@@ -704,15 +706,14 @@ def _result(table: HostTable, rules: t.Dict[str, _Rules], previous: t.Mapping[st
             repaired: t.Mapping[str, str], rebalanced: t.Mapping[str, str],
             base_left: t.Mapping[str, t.Tuple[str, str]]) -> Placement:
     units: t.Dict[str, Unit] = {}
-    pending: t.Dict[str, _Pending] = {}
     for key, r in sorted(rules.items(), key=lambda kv: kv[1].order):
         for u in r.units:
             units[u.key] = Unit(u.key, key, u.instance, u.index, u.shape.services, table.names[u.host])
-            pending[u.key] = u
     assignments = {k: u.host for k, u in units.items()}
     moved = sorted((k for k, h in assignments.items() if k in previous and previous[k] != h), key=_natural)
     added = sorted((k for k in assignments if k not in previous), key=_natural)
     removed = sorted((k for k in previous if k not in assignments), key=_natural)
+    pending = {u.key: u for r in rules.values() for u in r.units if u.key in previous} if moved else {}
     moves = [_move(pending[k], previous[k], assignments[k], repaired, rebalanced, base_left.get(k)) for k in moved]
     return Placement(assignments, units, moved, added, removed, moves)
 
