@@ -25,6 +25,9 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_host
 
 #: Source hosts examined per spread move (bounds the work on large fleets).
 SOURCES_PER_MOVE = 64
+#: Candidate moves checked in all; rebalance stops there with the moves found so far
+#: (about a second of work: a fleet where few moves are possible must not stall the plan).
+CHECKS = 300_000
 
 
 def _natural(key: str) -> t.List[t.Any]:
@@ -48,6 +51,11 @@ class _Mover:
         for units in self.on.values():
             units.sort(key=lambda du: (-rules[du[0]].order, [(-a, b, c) for a, b, c in _natural(du[1].key)]))
         self.spread_counts: t.Dict[t.Tuple[str, int], t.Dict[str, int]] = {}
+        self.checks = 0
+
+    @property
+    def tired(self) -> bool:
+        return self.checks >= CHECKS
 
     def _group(self, r: t.Any, i: int) -> str:
         return self.table.hosts[i].labels.get(r.deploy.spread, "")
@@ -64,6 +72,7 @@ class _Mover:
         return self.spread_counts[slot]
 
     def can_move(self, key: str, u: t.Any, j: int) -> bool:
+        self.checks += 1
         table, r, s = self.table, self.rules[key], u.host
         if j == s or j not in r.eligible_set:
             return False
@@ -127,7 +136,7 @@ def _spread(mover: _Mover, budget: int) -> t.Dict[str, str]:
     def key_of(i: int) -> t.Tuple[float, int]:
         return (table.load(i), table.containers[i])
 
-    while len(moved) < budget:
+    while len(moved) < budget and not mover.tired:
         sources = sorted((i for i, units in mover.on.items() if units), key=lambda i: (-table.load(i), -table.containers[i], i))
         targets = sorted(range(len(table)), key=lambda i: (key_of(i), i))
         done = False
@@ -135,7 +144,7 @@ def _spread(mover: _Mover, budget: int) -> t.Dict[str, str]:
             before = key_of(s)
             for key, u in list(mover.on[s]):
                 for j in targets:
-                    if key_of(j) >= before:
+                    if key_of(j) >= before or mover.tired:
                         break  # the rest are at least as loaded as the source
                     if mover.load_with(j, u.shape) >= before or not mover.can_move(key, u, j):
                         continue
@@ -161,6 +170,8 @@ def _binpack(mover: _Mover, budget: int) -> t.Dict[str, str]:
     sources = sorted((i for i in range(len(table)) if table.counted[i] and len(mover.on.get(i, ())) == table.counted[i]),
                      key=lambda i: (table.counted[i], table.load(i), i))
     for s in sources:
+        if mover.tired:
+            break
         units = list(mover.on.get(s, ()))
         if not units or table.counted[s] != len(units) or len(moved) + len(units) > budget:
             continue
