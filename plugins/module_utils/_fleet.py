@@ -132,17 +132,18 @@ def endpoint_params(options: t.Optional[t.Mapping[str, t.Any]], environ: t.Optio
 
 
 def on_engines(engines: t.Mapping[str, t.Optional[t.Mapping[str, t.Any]]], fn: t.Callable[[Engine], R],
-               timeout: float, max_workers: int = MAX_WORKERS, environ: t.Optional[t.Mapping[str, str]] = None
-               ) -> t.Dict[str, Outcome]:
+               timeout: float, max_workers: int = MAX_WORKERS, environ: t.Optional[t.Mapping[str, str]] = None,
+               deadline: t.Optional[float] = None) -> t.Dict[str, Outcome]:
     """Connect to every engine of `engines` (each with `timeout` seconds per request instead of
     the host's own `timeout`) and return `fn(engine)` per host, concurrently (`run`). A host that
-    cannot be reached, or whose options are refused (`_docker.resolve_endpoint`), gets its error."""
+    cannot be reached, or whose options are refused (`_docker.resolve_endpoint`), gets its error.
+    `deadline` bounds all of one host's calls (default `timeout` + GRACE: one request each)."""
 
     def call(_host: str, options: t.Optional[t.Mapping[str, t.Any]]) -> R:
         endpoint = dataclasses.replace(resolve_endpoint(endpoint_params(options, environ), environ), timeout=timeout)
         return fn(connect(endpoint))
 
-    return run(engines, call, timeout + GRACE, max_workers)
+    return run(engines, call, timeout + GRACE if deadline is None else deadline, max_workers)
 
 
 def _version(engine: Engine) -> t.Dict[str, t.Any]:

@@ -87,10 +87,12 @@ options:
     default: true
   timeout:
     description:
-      - Seconds each request to an engine may take. The reads of one engine are given up O(timeout) plus 2 seconds
-        after they started; that host is then reported as not reachable.
+      - Seconds each request to an engine may take; an engine that does not answer in time is reported as not
+        reachable (its containers are V(host-down)), so a dead host costs one O(timeout), all hosts being read at once.
+      - All the reads of one engine (listing, image listing, inspects) are given up 3 × O(timeout) + 2 seconds after
+        they started.
     type: float
-    default: 10
+    default: 5
   max_workers:
     description: How many engines are read at once.
     type: int
@@ -265,6 +267,10 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils import _fleet, 
 from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import DocumentError, scrub_doc, validate
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_CLUSTER
 
+#: All reads of one engine get this many times the per-request timeout (plus _fleet.GRACE): the listing
+#: and the inspects of a busy engine, not only one request, yet a hung engine is still given up.
+READS_PER_TIMEOUT = 3
+
 
 class _Module(AnsibleModule):
     """Logs the container documents with env values masked (as M(containers) does; no_log on them
@@ -310,7 +316,8 @@ def read_views(cluster: str, engines: t.Mapping[str, t.Any], refs: t.Sequence[st
                timeout: float, max_workers: int) -> t.Dict[str, _status.HostView]:
     """Host → HostView, every engine read at once (`_fleet.on_engines`); a failed read is an unreachable host."""
     views = {}
-    for host, outcome in _fleet.on_engines(engines, _reader(cluster, refs, inspect), timeout, max_workers).items():
+    deadline = READS_PER_TIMEOUT * timeout + _fleet.GRACE
+    for host, outcome in _fleet.on_engines(engines, _reader(cluster, refs, inspect), timeout, max_workers, deadline=deadline).items():
         if not outcome.ok:
             views[host] = _status.HostView(host, False, error=_fleet._short_error(outcome.error or "failed"),  # pylint: disable=protected-access
                                            seconds=round(outcome.seconds, 3))
@@ -351,7 +358,7 @@ def main():
             hosts=dict(type="list", elements="dict", default=[]),
             secrets=dict(type="dict", default={}, no_log=True),
             inspect=dict(type="bool", default=True),
-            timeout=dict(type="float", default=10.0),
+            timeout=dict(type="float", default=5.0),
             max_workers=dict(type="int", default=_fleet.MAX_WORKERS),
         ),
         supports_check_mode=True,

@@ -52,7 +52,7 @@ def test_without_inspect_only_the_listings():
 
 
 def test_read_views_turns_failures_into_unreachable_hosts(monkeypatch):
-    def on_engines(engines, fn, timeout, max_workers):
+    def on_engines(engines, fn, timeout, max_workers, deadline=None):
         return {"h1": _fleet.Outcome("h1", True, fn(FakeEngine([row("p.a-1.web", "p")])), None, 0.02),
                 "h2": _fleet.Outcome("h2", False, None, "cannot reach the Docker engine at tcp://h2:2376", 3.0)}
 
