@@ -243,7 +243,7 @@ def _repair(attempt: _Attempt, table: HostTable, failures: t.List[t.Tuple[_Rules
             break
         current, errors, current_failures = attempt.run(dict.fromkeys(released, True))
         if not errors:
-            return _shrink(attempt, released, True)
+            return _shrink(attempt, released, True, ran=current)
         # candidates read the units' state: only right after the run whose failures they explain
         new = [(k, c) for k, c in _repair_candidates(current, rules, current_failures) if k not in released]
         if not new:
@@ -253,12 +253,16 @@ def _repair(attempt: _Attempt, table: HostTable, failures: t.List[t.Tuple[_Rules
 
 
 def _shrink(attempt: _Attempt, released: t.Dict[str, str], avoid: bool,
-            fallback: t.Optional[t.Tuple[t.Dict[str, str], t.Dict[str, bool]]] = None
+            fallback: t.Optional[t.Tuple[t.Dict[str, str], t.Dict[str, bool]]] = None, ran: t.Optional[HostTable] = None
             ) -> t.Optional[t.Tuple[HostTable, t.Dict[str, str]]]:
     """Put back released units whose move is not needed, latest first, within the attempt bound;
-    re-runs the last plan that worked so the units hold its answer."""
+    re-runs the last plan that worked so the units hold its answer. `ran`: the table of the
+    attempt that just succeeded with exactly `released` (not run again)."""
     good = dict(released)
-    table, errors, _f = attempt.run(dict.fromkeys(good, avoid))
+    if ran is not None:
+        table, errors = ran, []
+    else:
+        table, errors, _f = attempt.run(dict.fromkeys(good, avoid))
     if errors:
         if fallback is None:
             return None
