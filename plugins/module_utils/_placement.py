@@ -230,7 +230,8 @@ def _repair(attempt: _Attempt, table: HostTable, failures: t.List[t.Tuple[_Rules
     current, errors, _f = attempt.run(fresh)
     if errors:
         return None
-    clause = "to make room for a plan that keeping every instance did not allow"
+    blocked = failures[0][1][0].key if failures else "the new instances"
+    clause = "so that %s can be placed (keeping every instance left it no host)" % blocked
     fresh_moved = {u.key: clause for r in rules.values() for u in r.units
                    if u.key in base_kept and u.host >= 0 and current.names[u.host] != u.prev}
     for key, why in first[:REPAIR_SINGLES]:
