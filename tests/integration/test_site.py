@@ -72,7 +72,7 @@ def test_plan_changes_nothing_and_draws_the_map(site_lab, run_playbook, tmp_path
     assert again.rc == 0 and all(again.recap[h.name]["changed"] == 0 for h in lab.hosts), again.stdout[-3000:]
 
 
-def test_an_engine_down_fails_that_host_only(site_lab, run_playbook):
+def test_an_engine_down_is_left_out_of_the_run(site_lab, run_playbook):
     lab, inventory = site_lab
     down = lab.hosts[1]
     lab.stop_docker(2)
@@ -80,12 +80,13 @@ def test_an_engine_down_fails_that_host_only(site_lab, run_playbook):
         run = run_playbook("playbooks/site.yml", inventory)
     finally:
         lab.start_docker(2)
-    assert run.rc != 0
-    assert down.address in run.stdout  # the failure names the unreachable engine
-    assert run.recap[down.name]["failed"] + run.recap[down.name].get("rescued", 0) >= 1
-    others = [h for h in lab.hosts if h is not down]
-    assert all(run.recap[h.name]["failed"] == 0 and run.recap[h.name].get("rescued", 0) == 0 for h in others), run.stdout[-3000:]
-    # The lock was released despite the failure: the next run takes it at once and repairs the host.
+    # The probe finds it down: no play touches it, the run converges the others and exits 0
+    # (issue 9; the host-loss scenarios are in test_faults_hosts.py).
+    assert run.rc == 0, run.stdout[-4000:]
+    assert "hosts down: %s" % down.name in run.stdout and down.address in run.stdout  # the probe's error names the engine
+    assert down.name not in run.recap
+    assert all(run.recap[h.name]["failed"] == 0 for h in lab.hosts if h is not down), run.stdout[-3000:]
+    # The next run, with the engine back, repairs the host (stale copies of what moved are removed).
     again = run_playbook("playbooks/site.yml", inventory, extra_vars={"stack_lock_wait_timeout": 0})
     assert again.rc == 0, again.stdout[-4000:]
 
