@@ -216,24 +216,18 @@ def _repair(attempt: _Attempt, table: HostTable, failures: t.List[t.Tuple[_Rules
     """The fewest kept units to move so that a plan exists, by a bounded, deterministic search
     (docs/placement.md "Repair"). Returns the final table and key -> clause of each unit moved.
 
-    0. a fresh plan (every kept unit released, free to stay): if even that fails, give up;
     1. one unit: each candidate (kept units on the hosts the failed units were eligible for,
        the ones that block them most directly first), moved off its host;
     2. a few: release every candidate, then the candidates of the failure that follows, round
        by round; then put back each released unit whose move is not needed (latest first);
-    3. otherwise start from the fresh plan's moves and put back each one that need not move.
+    3. a fresh plan (every kept unit released, free to stay, i.e. a plan without previous):
+       if it fits, put back each of its moves that need not move; else there is no plan.
+    The fresh plan comes last: the greedy engine can miss a plan from scratch that keeping
+    most units and moving one finds.
     """
     rules = attempt.rules
     base_kept = {u.key for r in rules.values() for u in r.units if u.kept}
     first = _repair_candidates(table, rules, failures)  # reads the base attempt's unit state: before any run
-    fresh = {u.key: False for r in rules.values() for u in r.units if u.prev is not None}  # exactly a plan without previous
-    current, errors, _f = attempt.run(fresh)
-    if errors:
-        return None
-    blocked = failures[0][1][0].key if failures else "the new instances"
-    clause = "so that %s can be placed (keeping every instance left it no host)" % blocked
-    fresh_moved = {u.key: clause for r in rules.values() for u in r.units
-                   if u.key in base_kept and u.host >= 0 and current.names[u.host] != u.prev}
     for key, why in first[:REPAIR_SINGLES]:
         table2, errors, _f = attempt.run({key: True})
         if not errors:
@@ -250,6 +244,14 @@ def _repair(attempt: _Attempt, table: HostTable, failures: t.List[t.Tuple[_Rules
         if not new:
             break
         released.update(new)
+    fresh = {u.key: False for r in rules.values() for u in r.units if u.prev is not None}  # exactly a plan without previous
+    current, errors, _f = attempt.run(fresh)
+    if errors:
+        return None
+    blocked = failures[0][1][0].key if failures else "the new instances"
+    clause = "so that %s can be placed (keeping every instance left it no host)" % blocked
+    fresh_moved = {u.key: clause for r in rules.values() for u in r.units
+                   if u.key in base_kept and u.host >= 0 and current.names[u.host] != u.prev}
     return _shrink(attempt, fresh_moved, False, fallback=(fresh_moved, fresh))
 
 

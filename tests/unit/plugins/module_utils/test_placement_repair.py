@@ -206,3 +206,19 @@ def test_binpack_rebalance_empties_the_least_used_host():
     assert len(set(p.assignments.values())) == 2
     assert "to empty" in p.moves[0].why
     assert plan(sp, hosts, previous, rebalance={"max_moves": 0}).moves == []
+
+
+def test_repair_finds_a_plan_the_engine_misses_from_scratch():
+    """The lab case (tests/integration/test_placement_repair.py): from scratch lamp takes both ssd
+    hosts before blog is placed and the plan fails; keeping lamp where it is and moving lb-1 fits."""
+    hosts = [host("h1", disk="ssd"), host("h2", disk="ssd"), host("h3", disk="hdd")]
+    services = [svc("lamp", ports=[8080, 3306]), svc("lb", ports=[80]), svc("blog", ports=[8080]), svc("agent")]
+    sp = spec(services, [deploy("lamp", count=2, max_per_host=1), deploy("lb", count=1, conflicts=("lb",)),
+                         deploy("agent", is_global=True),
+                         deploy("blog", count=1, conflicts=("lb",), **label_is("disk", "ssd"))])
+    with pytest.raises(PlacementError):
+        plan(sp, hosts)
+    previous = {"lamp-1": "h1", "lamp-2": "h3", "lb-1": "h2", "agent-h1": "h1", "agent-h2": "h2", "agent-h3": "h3"}
+    p = plan(sp, hosts, previous)
+    assert moves_of(p) == [("lb-1", "h2", p.assignments["lb-1"], "repair")] and p.assignments["blog-1"] == "h2"
+    assert check_plan(sp, hosts, p) == []
