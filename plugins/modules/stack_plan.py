@@ -190,6 +190,23 @@ moves:
   type: list
   elements: dict
   version_added: 0.3.0
+  contains:
+    key:
+      description: The placement key, for example V(lamp-3) or V(lamp-3.web).
+      type: str
+    from:
+      description: The host of O(previous_placement).
+      type: str
+    to:
+      description: The host it runs on now.
+      type: str
+    reason:
+      description: Why it moved.
+      type: str
+      choices: [host-missing, drained, ineligible, repair, rebalance]
+    why:
+      description: One sentence naming the host, the rule, or what the move made room for.
+      type: str
   sample:
     - key: lb-1
       from: node-3
