@@ -37,7 +37,7 @@ attributes:
     support: full
     description: The module only reads; it runs the same in check mode.
   diff_mode:
-    support: none
+    support: N/A
 options:
   cluster:
     description:
