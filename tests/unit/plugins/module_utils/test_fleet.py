@@ -152,3 +152,18 @@ def test_errors_are_one_line_with_the_socket_reason():
     assert _fleet._short_error(timeout) == "cannot reach the Docker engine at tcp://10.0.0.14:2376: timed out. (connect timeout=3)"
     assert _fleet._short_error("refusing to talk\n  plain") == "refusing to talk plain"
     assert len(_fleet._short_error("x" * 1000)) == 400
+
+
+def test_engine_version_is_one_request_and_free_after_negotiation():
+    calls = []
+
+    class Api:
+        def version(self, api_version=True):
+            calls.append(api_version)
+            return {"Version": "20.10.24", "ApiVersion": "1.41"}
+
+    negotiated = _docker.Engine(Api(), "tcp://h:2376", {"Version": "24.0.7", "ApiVersion": "1.43"})
+    assert negotiated.version()["Version"] == "24.0.7" and calls == []
+    engine = _docker.Engine(Api(), "tcp://h:2376")
+    assert engine.version()["ApiVersion"] == "1.41" and engine.version()["Version"] == "20.10.24"
+    assert calls == [False]  # GET /version without the API version prefix, once
