@@ -310,3 +310,41 @@ def test_a_plan_converged_exactly_is_all_ok(units):
     views = {h: view(h, *(seen(d, h) for d in plan[h])) for h in HOSTS}
     result = st.status("prod", plan, views)
     assert result["ok"] and result["counts"]["ok"] == len(units)
+
+
+@hs.composite
+def one_host(draw):
+    """Documents of one host and what its engine holds: each container possibly edited (env, a label, the hash
+    label, its limit), in any state, on another image, or absent."""
+    names = draw(hs.lists(hs.tuples(instances, services), min_size=1, max_size=5, unique=True))
+    docs = [doc("prod.%s.%s" % (i, s)) for i, s in names]
+    held = []
+    for d in docs:
+        if draw(hs.booleans()) and draw(hs.booleans()):
+            continue  # absent
+        edit = draw(hs.sampled_from(["none", "env", "label", "hash", "limit", "image"]))
+        real = dict(d, env={"MODE": "b"}) if edit == "env" else d
+        labels = cv.container_labels(real)
+        if edit == "label":
+            labels = dict(labels, team="z")
+        if edit == "hash":
+            labels = {k: v for k, v in labels.items() if k != LABEL_CONFIG_HASH}
+        config = dict(real, resources={"cpus": 0.5, "memory_mb": 128}) if edit == "limit" else real
+        state = draw(hs.sampled_from(("running", "exited", "restarting", "paused", "created", "dead")))
+        held.append(seen(d, labels=labels, state=state, image_id=IMG2 if edit == "image" else IMG, config=config,
+                         status=draw(hs.sampled_from(["Up 1 minute", "Up 1 minute (unhealthy)", "Up 1 minute (healthy)"]))))
+    return docs, held
+
+
+@settings(max_examples=300, deadline=None)
+@given(one_host())
+def test_ok_means_the_next_converge_leaves_the_container_as_it_is(world):
+    docs, held = world
+    result = st.status("prod", {"h1": docs}, {"h1": view("h1", *held)})
+    converge = cv.plan(docs, [s.observed for s in held], {"local/busybox:1": IMG}, configs={s.observed.name: s.config for s in held})
+    actions = {a.name: a.action for a in converge.actions}
+    for entry in result["containers"]:
+        if entry["verdict"] == "ok":
+            assert actions[entry["name"]] == cv.UNCHANGED, entry
+        if actions.get(entry["name"]) == cv.UNCHANGED:
+            assert entry["verdict"] in ("ok", "unhealthy"), entry
