@@ -4,10 +4,11 @@
 """Which kept units a repair may move, most promising first (docs/placement.md "Repair").
 
 Only runs after keeping every kept unit left no plan. A candidate is a kept unit that can
-move (counted, not pinned) on a host one of the failed units was eligible for, of another
-deploy, that blocks it there: ranked by how directly it blocks (a declared conflict, then
-a shared host port, then resources: first a unit whose move alone frees enough), then the
-smaller unit (fewer containers restart), then its key. Deterministic, O(units on those hosts).
+move (counted, not pinned) on a host one of the failed units was eligible for that blocks
+it there: ranked by how directly it blocks (a declared conflict, then a shared host port,
+then resources: first a unit whose move alone frees enough; units of the failed unit's own
+deploy last: its per-host limit, a port or room a sibling service holds), then the smaller
+unit (fewer containers restart), then its key. Deterministic, O(units on those hosts).
 """
 
 from __future__ import annotations
@@ -48,10 +49,21 @@ def candidates(table: HostTable, rules: t.Mapping[str, t.Any], failures: t.Seque
         for i in hosts:
             name = table.names[i]
             short = table.free_cpu[i] < need_cpu or table.free_mem[i] < need_mem
+            mine = table.placed[i].get(key)
+            limit = bool(mine) and unit.instance not in mine and (r.exclusive or len(mine) >= r.max_per_host)
             for other, u in on.get(i, ()):
-                if other == key:
-                    continue
-                if other in r.others:
+                if other == key:  # its own deploy: a per-host limit, or a sibling service's port or room
+                    if u.instance == unit.instance:
+                        continue
+                    if limit:
+                        kind, clause = 4, "to make room for %s on %s (%s's per-host limit)" % (what, name, key)
+                    elif unit.shape.ports and not unit.shape.ports.isdisjoint(u.shape.ports):
+                        kind, clause = 4, "to free port %s on %s for %s" % (fmt_ports(unit.shape.ports & u.shape.ports), name, what)
+                    elif short and (u.shape.milli_cpus or u.shape.memory_mb):
+                        kind, clause = 5, "to free cpus and memory on %s for %s" % (name, what)
+                    else:
+                        continue
+                elif other in r.others:
                     kind, clause = 0, "to make room for %s on %s (%s conflicts with %s)" % (what, name, key, other)
                 elif unit.shape.ports and not unit.shape.ports.isdisjoint(u.shape.ports):
                     kind, clause = 1, "to free port %s on %s for %s" % (fmt_ports(unit.shape.ports & u.shape.ports), name, what)

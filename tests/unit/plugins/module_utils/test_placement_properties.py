@@ -197,6 +197,24 @@ def test_with_any_previous_placement_a_plan_exists_when_a_fresh_one_does(sp, hos
 
 
 @SETTINGS
+@given(spec_strategy(), hosts_strategy(), st.randoms(use_true_random=False))
+def test_repair_moves_one_instance_when_moving_one_is_enough(sp, hosts, rnd):
+    """Whenever some single kept unit, placed afresh elsewhere, makes the plan fit with every other
+    unit kept, the repair moves one unit only."""
+    fresh = _plan_or_none(sp, hosts)
+    assume(fresh is not None)
+    names = [h.name for h in hosts]
+    previous = {k: rnd.choice(names) for k in fresh.assignments if rnd.random() < 0.8}
+    p = plan(sp, hosts, previous)
+    repairs = [m for m in p.moves if m.reason == "repair"]
+    assume(len(repairs) > 1)
+    for key in previous:
+        if key in p.assignments:
+            one = _plan_or_none(sp, hosts, dict(previous, **{key: "gone"}), repair=False)
+            assert one is None or one.assignments[key] == previous[key], (key, [m.why for m in repairs])
+
+
+@SETTINGS
 @given(spec_strategy(), hosts_strategy(min_size=2), st.randoms(use_true_random=False))
 def test_drained_hosts_get_nothing_and_only_lose_their_units(sp, hosts, rnd):
     before = _plan_or_none(sp, hosts)
