@@ -192,9 +192,9 @@ containers:
         host: {description: The host it runs on., type: str}
         name: {description: Its name., type: str}
         id: {description: Its id., type: str}
-        state: {description: Docker's state (running, exited, restarting, paused, created, dead)., type: str}
+        state: {description: "Docker's state (running, exited, restarting, paused, created, dead).", type: str}
         status: {description: Docker's status text., type: str}
-        health: {description: V(healthy), V(unhealthy), V(starting), or null without a health check., type: str}
+        health: {description: "V(healthy), V(unhealthy), V(starting), or null without a health check.", type: str}
         restart_count: {description: How often Docker restarted it; null without O(inspect)., type: int}
         started_at: {description: When it last started (RFC 3339); null without O(inspect)., type: str}
         image: {description: The image reference it was created from., type: str}
@@ -235,7 +235,7 @@ hosts:
     reserved: {description: "What the plan's containers on it reserve, C(cpus) and C(memory_mb).", type: dict}
     capacity: {description: "Its declared capacity (C(cpus), C(memory_mb)) from O(hosts); null when unknown or unlimited.", type: dict}
     over_capacity: {description: Whether the reservation exceeds the declared capacity., type: bool}
-    verdicts: {description: Verdict to count, of the containers the plan puts on it and the orphans found on it., type: dict}
+    verdicts: {description: "Verdict to count, of the containers the plan puts on it and the orphans found on it.", type: dict}
   sample:
     lab-h1: {reachable: true, engine_version: "20.10.24", error: null, seconds: 0.041, ours: 3, foreign: 1, planned: 3,
              reserved: {cpus: 0.5, memory_mb: 96}, capacity: {cpus: 2, memory_mb: 4096}, over_capacity: false,

@@ -51,8 +51,8 @@ PLAN = {"h1": [DB, WEB], "h2": [LB], "h3": []}
 PLACEMENT = {"web-1": "h1", "lb-1": "h2"}
 
 
-def run(views, plan=PLAN, **kwargs):
-    return st.status("prod", plan, {v.name: v for v in views}, placement=PLACEMENT, **kwargs)
+def run(views, plan=None, **kwargs):
+    return st.status("prod", PLAN if plan is None else plan, {v.name: v for v in views}, placement=PLACEMENT, **kwargs)
 
 
 def test_everything_running_as_planned_is_ok():
