@@ -30,6 +30,7 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_expl
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import UNLIMITED, HostTable, Shape, fmt_ports
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_rebalance import rebalance as _rebalance
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_repair import candidates as _repair_candidates
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_repair import others as _repair_others
 
 #: Why a kept unit changed host (contract 2 of issue 9; docs/placement.md "Moves").
 MOVE_REASONS = ("host-missing", "drained", "ineligible", "repair", "rebalance")
@@ -217,7 +218,7 @@ def _repair(attempt: _Attempt, table: HostTable, failures: t.List[t.Tuple[_Rules
     (docs/placement.md "Repair"). Returns the final table and key -> clause of each unit moved.
 
     1. one unit: each candidate (kept units on the hosts the failed units were eligible for,
-       the ones that block them most directly first), moved off its host;
+       the ones that block them most directly first), then any other kept unit, moved off its host;
     2. a few: release every candidate, then the candidates of the failure that follows, round
        by round; then put back each released unit whose move is not needed (latest first);
     3. a fresh plan (every kept unit released, free to stay, i.e. a plan without previous):
@@ -228,7 +229,8 @@ def _repair(attempt: _Attempt, table: HostTable, failures: t.List[t.Tuple[_Rules
     rules = attempt.rules
     base_kept = {u.key for r in rules.values() for u in r.units if u.kept}
     first = _repair_candidates(table, rules, failures)  # reads the base attempt's unit state: before any run
-    for key, why in first[:REPAIR_SINGLES]:
+    singles = (first + _repair_others(rules, failures, (k for k, _c in first)))[:REPAIR_SINGLES]
+    for key, why in singles:
         table2, errors, _f = attempt.run({key: True})
         if not errors:
             return table2, {key: why}

@@ -52,15 +52,15 @@ def candidates(table: HostTable, rules: t.Mapping[str, t.Any], failures: t.Seque
             mine = table.placed[i].get(key)
             limit = bool(mine) and unit.instance not in mine and (r.exclusive or len(mine) >= r.max_per_host)
             for other, u in on.get(i, ()):
-                if other == key:  # its own deploy: a per-host limit, or a sibling service's port or room
-                    if u.instance == unit.instance:
-                        continue
+                if other == key:  # its own deploy (its own instance too): a per-host limit, a sibling's port or room
                     if limit:
                         kind, clause = 4, "to make room for %s on %s (%s's per-host limit)" % (what, name, key)
                     elif unit.shape.ports and not unit.shape.ports.isdisjoint(u.shape.ports):
                         kind, clause = 4, "to free port %s on %s for %s" % (fmt_ports(unit.shape.ports & u.shape.ports), name, what)
                     elif short and (u.shape.milli_cpus or u.shape.memory_mb):
                         kind, clause = 5, "to free cpus and memory on %s for %s" % (name, what)
+                    elif u.instance == unit.instance:
+                        kind, clause = 6, "so that %s's services can be placed together" % unit.instance
                     else:
                         continue
                 elif other in r.others:
@@ -78,3 +78,14 @@ def candidates(table: HostTable, rules: t.Mapping[str, t.Any], failures: t.Seque
                     best[u.key] = rank
     ordered = sorted(best.items(), key=lambda kv: kv[1])
     return [(k, rank[-1]) for k, rank in ordered]
+
+
+def others(rules: t.Mapping[str, t.Any], failures: t.Sequence[t.Tuple[t.Any, t.Sequence[t.Any]]],
+           skip: t.Iterable[str]) -> t.List[t.Tuple[str, str]]:
+    """Every other kept unit that may move, by key: tried one at a time after the candidates
+    (within the singles bound), for what the blocker rules above do not see (the greedy
+    engine's own order, e.g.)."""
+    skip = set(skip)
+    what = failures[0][1][0].key if failures else "the new instances"
+    keys = sorted((u.key for units in movable(rules).values() for _d, u in units if u.key not in skip), key=_natural)
+    return [(k, "so that %s can be placed (keeping every instance left it no host)" % what) for k in keys]
