@@ -386,12 +386,10 @@ class Engine:
         """Every container on the engine (any state, any owner), in one request."""
         return [observed_from_listing(r) for r in self._call("list containers", self.api.containers, all=True)]
 
-    def runtime(self, observed: t.Iterable[Observed]) -> t.Dict[str, t.Dict[str, t.Any]]:
-        """Container id → what only inspect tells (`restart_count`, `started_at`, `health`) and
-        the real configuration (`config`, `doc_from_inspect`): one inspect per container plus one
-        per distinct image. A container that is gone by now is left out."""
+    def _inspected(self, observed: t.Iterable[Observed]) -> t.Iterator[t.Tuple[Observed, t.Mapping[str, t.Any], t.Any]]:
+        """(container, its inspect, its image's config) for each of `observed`: one inspect per
+        container plus one per distinct image. A container that is gone by now is left out."""
         images: t.Dict[str, t.Optional[t.Mapping[str, t.Any]]] = {}
-        found = {}
         for obs in observed:
             try:
                 info = self._call("inspect %s" % obs.name, self.api.inspect_container, obs.id)
@@ -403,9 +401,16 @@ class Engine:
                     images[image_id] = self._call("inspect image %s" % image_id[:19], self.api.inspect_image, image_id).get("Config") or {}
                 except EngineError:
                     images[image_id] = None
+            yield obs, info, images[image_id]
+
+    def runtime(self, observed: t.Iterable[Observed]) -> t.Dict[str, t.Dict[str, t.Any]]:
+        """Container id → what only inspect tells (`restart_count`, `started_at`, `health`) and
+        the real configuration (`config`, `doc_from_inspect`)."""
+        found = {}
+        for obs, info, image_config in self._inspected(observed):
             state = info.get("State") or {}
             found[obs.id] = {"restart_count": info.get("RestartCount"), "started_at": state.get("StartedAt"),
-                             "health": (state.get("Health") or {}).get("Status"), "config": doc_from_inspect(info, images[image_id])}
+                             "health": (state.get("Health") or {}).get("Status"), "config": doc_from_inspect(info, image_config)}
         return found
 
     def image_ids(self, refs: t.Iterable[str]) -> t.Dict[str, t.Optional[str]]:
@@ -417,27 +422,11 @@ class Engine:
         return {ref: by_ref.get(_canonical_image_ref(ref), ref if ref.startswith("sha256:") else None) for ref in refs}
 
     def configs(self, observed: t.Iterable[Observed], names: t.Iterable[str]) -> t.Dict[str, t.Dict[str, t.Any]]:
-        """Real configuration (`doc_from_inspect`) of each container of `observed` named in `names`:
-        one inspect per container plus one per distinct image. A container that is gone by
-        now is left out (its listing row still decides)."""
+        """Real configuration (`doc_from_inspect`) of each container of `observed` named in `names`.
+        A container that is gone by now is left out (its listing row still decides)."""
         wanted = set(names)
-        images: t.Dict[str, t.Optional[t.Mapping[str, t.Any]]] = {}
-        found = {}
-        for obs in observed:
-            if obs.name not in wanted:
-                continue
-            try:
-                info = self._call("inspect %s" % obs.name, self.api.inspect_container, obs.id)
-            except EngineError:
-                continue
-            image_id = info.get("Image") or obs.image_id
-            if image_id not in images:
-                try:
-                    images[image_id] = self._call("inspect image %s" % image_id[:19], self.api.inspect_image, image_id).get("Config") or {}
-                except EngineError:
-                    images[image_id] = None
-            found[obs.name] = doc_from_inspect(info, images[image_id])
-        return found
+        return {obs.name: doc_from_inspect(info, image_config)
+                for obs, info, image_config in self._inspected(o for o in observed if o.name in wanted)}
 
     def state(self, container_id: str) -> t.Mapping[str, t.Any]:
         return self._call("inspect %s" % container_id[:12], self.api.inspect_container, container_id).get("State") or {}
