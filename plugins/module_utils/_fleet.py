@@ -131,6 +131,16 @@ def endpoint_params(options: t.Optional[t.Mapping[str, t.Any]], environ: t.Optio
     return params
 
 
+def check_params(engines: t.Mapping[str, t.Any], timeout: float, max_workers: int) -> t.Optional[str]:
+    """What is wrong with the common options of the modules built on `on_engines`, or None."""
+    if timeout <= 0 or max_workers < 1:
+        return "timeout must be positive and max_workers at least 1"
+    bad = sorted(str(host) for host, options in engines.items() if options is not None and not isinstance(options, dict))
+    if bad:
+        return "engines: the value of %s must be a mapping of connection options" % ", ".join(bad)
+    return None
+
+
 def on_engines(engines: t.Mapping[str, t.Optional[t.Mapping[str, t.Any]]], fn: t.Callable[[Engine], R],
                timeout: float, max_workers: int = MAX_WORKERS, environ: t.Optional[t.Mapping[str, str]] = None,
                deadline: t.Optional[float] = None) -> t.Dict[str, Outcome]:

@@ -112,7 +112,7 @@ engines:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stackfleet.cluster.plugins.module_utils._fleet import MAX_WORKERS, PROBE_TIMEOUT, probe
+from ansible_collections.stackfleet.cluster.plugins.module_utils._fleet import MAX_WORKERS, PROBE_TIMEOUT, check_params, probe
 
 
 def main():
@@ -124,13 +124,11 @@ def main():
         ),
         supports_check_mode=True,
     )
-    engines = module.params["engines"]
-    bad = sorted(str(host) for host, options in engines.items() if options is not None and not isinstance(options, dict))
-    if bad:
-        module.fail_json(msg="engines: the value of %s must be a mapping of connection options" % ", ".join(bad))
-    if module.params["timeout"] <= 0 or module.params["max_workers"] < 1:
-        module.fail_json(msg="timeout must be positive and max_workers at least 1")
-    result = probe(engines, module.params["timeout"], module.params["max_workers"])
+    engines, timeout, max_workers = module.params["engines"], module.params["timeout"], module.params["max_workers"]
+    problem = check_params(engines, timeout, max_workers)
+    if problem:
+        module.fail_json(msg=problem)
+    result = probe(engines, timeout, max_workers)
     module.exit_json(changed=False, **result)
 
 

@@ -365,11 +365,9 @@ def main():
     )
     params = module.params
     invocation = {"module_args": _scrubbed(params)}
-    if params["timeout"] <= 0 or params["max_workers"] < 1:
-        module.fail_json(msg="timeout must be positive and max_workers at least 1", invocation=invocation)
-    bad = sorted(str(host) for host, options in params["engines"].items() if options is not None and not isinstance(options, dict))
-    if bad:
-        module.fail_json(msg="engines: the value of %s must be a mapping of connection options" % ", ".join(bad), invocation=invocation)
+    problem = _fleet.check_params(params["engines"], params["timeout"], params["max_workers"])
+    if problem:
+        module.fail_json(msg=problem, invocation=invocation)
     try:
         plan = _documents(params["containers"], params["cluster"])
     except DocumentError as exc:
