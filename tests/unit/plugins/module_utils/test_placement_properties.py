@@ -196,7 +196,9 @@ def test_with_any_previous_placement_a_plan_exists_when_a_fresh_one_does(sp, hos
     assert len(repairs) <= sum(1 for h in previous.values() if h != "gone")
 
 
-@SETTINGS
+# Cases with more than one repair move are rare, so most generated cases are discarded: a fifth of
+# the budget keeps this property at the cost of the others (PLACEMENT_EXAMPLES raises it too).
+@settings(SETTINGS, max_examples=max(20, SETTINGS.max_examples // 5))
 @given(spec_strategy(), hosts_strategy(), st.randoms(use_true_random=False))
 def test_repair_moves_one_instance_when_moving_one_is_enough(sp, hosts, rnd):
     """Whenever some single kept unit, placed afresh elsewhere, makes the plan fit with every other
