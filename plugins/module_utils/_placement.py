@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import re
 import typing as t
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Deploy, Host, Spec
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_explain import global_unplaced, unplaced
-from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import UNLIMITED, HostTable, Shape, fmt_ports
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import UNLIMITED, HostTable, Shape, fmt_ports, natural_key
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_rebalance import rebalance as _rebalance
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_repair import candidates as _repair_candidates
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_repair import others as _repair_others
@@ -707,10 +706,6 @@ def _take(table: HostTable, r: _Rules, unit: _Pending, heaps: t.Dict[str, t.List
 # --- result --------------------------------------------------------------------------------------
 
 
-def _natural(key: str) -> t.List[t.Any]:
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", key)]
-
-
 def _result(table: HostTable, rules: t.Dict[str, _Rules], previous: t.Mapping[str, str],
             repaired: t.Mapping[str, str], rebalanced: t.Mapping[str, str],
             base_left: t.Mapping[str, t.Tuple[str, str]]) -> Placement:
@@ -719,9 +714,9 @@ def _result(table: HostTable, rules: t.Dict[str, _Rules], previous: t.Mapping[st
         for u in r.units:
             units[u.key] = Unit(u.key, key, u.instance, u.index, u.shape.services, table.names[u.host])
     assignments = {k: u.host for k, u in units.items()}
-    moved = sorted((k for k, h in assignments.items() if k in previous and previous[k] != h), key=_natural)
-    added = sorted((k for k in assignments if k not in previous), key=_natural)
-    removed = sorted((k for k in previous if k not in assignments), key=_natural)
+    moved = sorted((k for k, h in assignments.items() if k in previous and previous[k] != h), key=natural_key)
+    added = sorted((k for k in assignments if k not in previous), key=natural_key)
+    removed = sorted((k for k in previous if k not in assignments), key=natural_key)
     pending = {u.key: u for r in rules.values() for u in r.units if u.key in previous} if moved else {}
     moves = [_move(pending[k], previous[k], assignments[k], repaired, rebalanced, base_left.get(k)) for k in moved]
     return Placement(assignments, units, moved, added, removed, moves)

@@ -9,10 +9,9 @@ names the deploy, the rule that binds and the numbers behind it.
 
 from __future__ import annotations
 
-import re
 import typing as t
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import UNLIMITED, HostTable, fmt_ports
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import UNLIMITED, HostTable, fmt_ports, natural_key
 
 _LIST_AT_MOST = 5
 
@@ -37,7 +36,7 @@ def _listed(items: t.Sequence[str]) -> str:
 def conflicting_instances(table: HostTable, i: int, deploys: t.Iterable[str]) -> t.List[str]:
     """Instances on host i of the given deploys, naturally sorted."""
     placed = table.placed[i]
-    return sorted((inst for d in deploys if d in placed for inst in placed[d]), key=_natural)
+    return sorted((inst for d in deploys if d in placed for inst in placed[d]), key=natural_key)
 
 
 def port_holders(table: HostTable, i: int, ports: t.AbstractSet[t.Any], all_rules: t.Optional[t.Mapping[str, t.Any]]) -> t.List[str]:
@@ -49,11 +48,7 @@ def port_holders(table: HostTable, i: int, ports: t.AbstractSet[t.Any], all_rule
         r = all_rules.get(d)
         if r is not None and any(not ports.isdisjoint(shape.ports) for shape in r.shapes):
             found.extend(instances)
-    return sorted(found, key=_natural)
-
-
-def _natural(key: str) -> t.List[t.Any]:
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", key)]
+    return sorted(found, key=natural_key)
 
 
 def unplaced(table: HostTable, rules: t.Any, unit: t.Any, more: int, all_rules: t.Optional[t.Mapping[str, t.Any]] = None) -> str:

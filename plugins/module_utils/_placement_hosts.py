@@ -11,6 +11,7 @@ engine asks "does this unit fit host i" thousands of times per plan.
 
 from __future__ import annotations
 
+import re
 import typing as t
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Host, Service
@@ -133,6 +134,11 @@ class HostTable:
         cpu = "unlimited" if self.cap_cpu[i] >= UNLIMITED else fmt_cpus(self.free_cpu[i])
         mem = "unlimited" if self.cap_mem[i] >= UNLIMITED else "%d MiB" % self.free_mem[i]
         return "cpus %s, memory %s free" % (cpu, mem)
+
+
+def natural_key(key: str) -> t.List[t.Any]:
+    """Sort key ordering `lamp-2` before `lamp-10`."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", key)]
 
 
 def _milli(cpus: float) -> int:

@@ -18,20 +18,15 @@ Deterministic: hosts and units are visited in fixed orders, ties broken by host 
 
 from __future__ import annotations
 
-import re
 import typing as t
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import UNLIMITED, HostTable
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import UNLIMITED, HostTable, natural_key
 
 #: Source hosts examined per spread move (bounds the work on large fleets).
 SOURCES_PER_MOVE = 64
 #: Candidate moves checked in all; rebalance stops there with the moves found so far
 #: (about a second of work: a fleet where few moves are possible must not stall the plan).
 CHECKS = 300_000
-
-
-def _natural(key: str) -> t.List[t.Any]:
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", key)]
 
 
 class _Mover:
@@ -49,7 +44,7 @@ class _Mover:
                 if u.kept and u.host >= 0:
                     self.on.setdefault(u.host, []).append((key, u))
         for units in self.on.values():
-            units.sort(key=lambda du: (-rules[du[0]].order, [(-a, b, c) for a, b, c in _natural(du[1].key)]))
+            units.sort(key=lambda du: (-rules[du[0]].order, [(-a, b, c) for a, b, c in natural_key(du[1].key)]))
         self.spread_counts: t.Dict[t.Tuple[str, int], t.Dict[str, int]] = {}
         self.checks = 0
 

@@ -13,14 +13,9 @@ unit (fewer containers restart), then its key. Deterministic, O(units on those h
 
 from __future__ import annotations
 
-import re
 import typing as t
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import HostTable, fmt_ports
-
-
-def _natural(key: str) -> t.List[t.Any]:
-    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", key)]
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import HostTable, fmt_ports, natural_key
 
 
 def movable(rules: t.Mapping[str, t.Any]) -> t.Dict[int, t.List[t.Tuple[str, t.Any]]]:
@@ -73,7 +68,7 @@ def candidates(table: HostTable, rules: t.Mapping[str, t.Any], failures: t.Seque
                     kind, clause = (2 if alone else 3), "to free cpus and memory on %s for %s" % (name, what)
                 else:
                     continue
-                rank = (kind, n, len(u.shape.services), _natural(u.key), clause)
+                rank = (kind, n, len(u.shape.services), natural_key(u.key), clause)
                 if u.key not in best or rank < best[u.key]:
                     best[u.key] = rank
     ordered = sorted(best.items(), key=lambda kv: kv[1])
@@ -87,5 +82,5 @@ def others(rules: t.Mapping[str, t.Any], failures: t.Sequence[t.Tuple[t.Any, t.S
     engine's own order, e.g.)."""
     skip = set(skip)
     what = failures[0][1][0].key if failures else "the new instances"
-    keys = sorted((u.key for units in movable(rules).values() for _d, u in units if u.key not in skip), key=_natural)
+    keys = sorted((u.key for units in movable(rules).values() for _d, u in units if u.key not in skip), key=natural_key)
     return [(k, "so that %s can be placed (keeping every instance left it no host)" % what) for k in keys]

@@ -16,6 +16,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
@@ -166,3 +168,23 @@ def ansible_playbook(playbook, inventory, extra_vars=None, check=False, diff=Fal
 def run_playbook():
     """`run_playbook(playbook, lab_or_inventory, extra_vars=..., check=...)` -> PlaybookRun."""
     return ansible_playbook
+
+
+def instances_answering(address, want, timeout=15):
+    """The instances answering HTTP through the load balancer at `address` (each busybox web
+    server names its instance), polled until they are `want`: haproxy health-checks a new backend
+    every second, so a converge that just changed backends needs a moment."""
+    seen = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = set()
+        for _attempt in range(3 * len(want)):
+            try:
+                with urllib.request.urlopen("http://%s/" % address, timeout=3) as response:
+                    seen.add(response.read().decode().split()[0].partition("=")[2])
+            except OSError:
+                pass
+        if seen == want:
+            break
+        time.sleep(1)
+    return seen

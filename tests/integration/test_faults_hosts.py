@@ -17,11 +17,10 @@ import datetime
 import os
 import shutil
 import time
-import urllib.request
 
 import pytest
 import yaml
-from conftest import REPO, ansible_playbook, lab_spec, running_lab
+from conftest import REPO, ansible_playbook, instances_answering, lab_spec, running_lab
 
 LAB = lab_spec("fh", hosts=5)
 EXTRA = {"stackfleet_scale": {"lamp": 3}}
@@ -87,20 +86,7 @@ def lb_answers(lab, indices, want, timeout=15):
     """The instances answering through the LB (the host running lb-1 among `indices`), polled until
     they are `want` (haproxy health-checks new backends every second)."""
     address = next(lab.host(i).address for i in indices if "lab.lb-1.lb" in containers(lab, i))
-    seen = set()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        seen = set()
-        for _attempt in range(3 * len(want)):
-            try:
-                with urllib.request.urlopen("http://%s/" % address, timeout=3) as response:
-                    seen.add(response.read().decode().split()[0].partition("=")[2])
-            except OSError:
-                pass
-        if seen == want:
-            break
-        time.sleep(1)
-    return seen
+    return instances_answering(address, want, timeout)
 
 
 def test_two_hosts_lost_instances_move_lb_serves_and_the_partitioned_host_is_left_alone(fleet):

@@ -10,11 +10,10 @@ everything does not; moving lb-1 alone is enough.
 import os
 import shutil
 import time
-import urllib.request
 
 import pytest
 import yaml
-from conftest import REPO, ansible_playbook, lab_spec, running_lab
+from conftest import REPO, ansible_playbook, instances_answering, lab_spec, running_lab
 
 LAB = lab_spec("fp", hosts=3)
 CLUSTER_FILTER = {"label": "io.stackfleet.cluster=lab"}
@@ -65,19 +64,7 @@ def containers(lab, index):
 
 def lb_answers(lab, want, timeout=15):
     address = next(lab.host(i).address for i in (1, 2, 3) if "lab.lb-1.lb" in containers(lab, i))
-    seen = set()
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and seen != want:
-        seen = set()
-        for _attempt in range(3 * len(want)):
-            try:
-                with urllib.request.urlopen("http://%s/" % address, timeout=3) as response:
-                    seen.add(response.read().decode().split()[0].partition("=")[2])
-            except OSError:
-                pass
-        if seen != want:
-            time.sleep(1)
-    return seen
+    return instances_answering(address, want, timeout)
 
 
 def test_a_kept_lb_blocking_blog_is_the_only_instance_that_moves(repair_lab):
