@@ -261,11 +261,13 @@ def status(
     counts = {verdict: 0 for verdict in VERDICTS}
     for entry in entries:
         counts[entry["verdict"]] += 1
+    judged = verdicts_by_host(entries)
     result = {
         "cluster": cluster,
         "containers": entries,
         "instances": _instances(entries),
-        "hosts": {host: _host(cluster, views[host], containers.get(host, ()), capacities.get(host), entries) for host in hosts},
+        "hosts": {host: _host(cluster, views[host], containers.get(host, ()), capacities.get(host), judged.get(host, {}))
+                  for host in hosts},
         "counts": counts,
         "ok": all(entry["verdict"] == OK for entry in entries),
         "problems": ["%s: %s (%s)" % (e["name"], e["verdict"], e["reason"]) for e in entries if e["verdict"] != OK],
@@ -298,12 +300,8 @@ def _instances(entries: t.Sequence[t.Mapping[str, t.Any]]) -> t.Dict[str, t.Dict
 
 
 def _host(cluster: str, view: HostView, docs: t.Sequence[t.Mapping[str, t.Any]], capacity: t.Optional[t.Mapping[str, t.Any]],
-          entries: t.Sequence[t.Mapping[str, t.Any]]) -> t.Dict[str, t.Any]:
-    verdicts = {verdict: 0 for verdict in VERDICTS}
-    for entry in entries:
-        where = entry["expected_host"] if entry["verdict"] != ORPHAN else entry["found"][0]["host"]
-        if where == view.name:
-            verdicts[entry["verdict"]] += 1
+          mine: t.Mapping[str, t.Sequence[str]]) -> t.Dict[str, t.Any]:
+    """One host's entry; `mine` is its part of `verdicts_by_host`."""
     reserved = _resources(docs)
     ours = sum(1 for seen in view.containers if seen.observed.labels.get(LABEL_CLUSTER) == cluster)
     declared = {"cpus": capacity.get("cpus"), "memory_mb": capacity.get("memory_mb")} if capacity else None
@@ -312,7 +310,7 @@ def _host(cluster: str, view: HostView, docs: t.Sequence[t.Mapping[str, t.Any]],
         "reachable": view.reachable, "engine_version": view.version, "error": view.error, "seconds": view.seconds,
         "ours": ours if view.reachable else None, "foreign": view.foreign if view.reachable else None,
         "planned": len(docs), "reserved": reserved, "capacity": declared, "over_capacity": over,
-        "verdicts": {k: v for k, v in verdicts.items() if v},
+        "verdicts": {verdict: len(mine[verdict]) for verdict in VERDICTS if mine.get(verdict)},
     }
 
 
@@ -326,15 +324,14 @@ def summary(cluster: str, counts: t.Mapping[str, int], views: t.Mapping[str, Hos
     return "%s: %d containers on %s: %s" % (cluster, sum(counts.values()), hosts, ", ".join(parts))
 
 
-def host_verdicts(result: t.Mapping[str, t.Any], host: str) -> t.Dict[str, t.List[str]]:
-    """Verdict → names of the containers judged on `host` (expected there, or an orphan found
-    there), for one host only: what the inventory plugin gives each host."""
-    mine: t.Dict[str, t.List[str]] = {}
-    for entry in result["containers"]:
+def verdicts_by_host(entries: t.Iterable[t.Mapping[str, t.Any]]) -> t.Dict[str, t.Dict[str, t.List[str]]]:
+    """Host → verdict → names of the containers judged on it (expected there, or an orphan found
+    there), in one pass over the entries: each host's own part, as the inventory plugin gives it."""
+    by_host: t.Dict[str, t.Dict[str, t.List[str]]] = {}
+    for entry in entries:
         where = entry["expected_host"] if entry["verdict"] != ORPHAN else entry["found"][0]["host"]
-        if where == host:
-            mine.setdefault(entry["verdict"], []).append(entry["name"])
-    return mine
+        by_host.setdefault(str(where), {}).setdefault(entry["verdict"], []).append(entry["name"])
+    return by_host
 
 
 TABLE_COLUMNS = ("INSTANCE", "SERVICE", "HOST", "STATE", "VERDICT", "NOTE")

@@ -105,8 +105,9 @@ def status_groups(result: t.Mapping[str, t.Any], hosts: t.Iterable[str]) -> t.Tu
     there, or orphans found there), so the inventory grows with hosts + containers, not their product."""
     groups: t.Dict[str, t.List[str]] = {group_name(verdict, "status"): [] for verdict in _status.VERDICTS}
     per_host: t.Dict[str, t.Dict[str, t.List[str]]] = {}
+    judged = _status.verdicts_by_host(result["containers"])
     for host in sorted(hosts):
-        mine = _status.host_verdicts(result, host)
+        mine = judged.get(host, {})
         per_host[host] = mine
         for verdict in mine:
             groups[group_name(verdict, "status")].append(host)

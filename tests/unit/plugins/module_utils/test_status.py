@@ -229,8 +229,9 @@ def test_split_stack_placement_keys():
 
 def test_host_verdicts_are_that_hosts_own():
     result = run([view("h1", seen(DB), seen(doc("prod.web-9.web"))), view("h2", seen(LB, "h2")), view("h3")])
-    assert st.host_verdicts(result, "h1") == {"missing": ["prod.web-1.web"], "ok": ["prod.web-1.db"], "orphan": ["prod.web-9.web"]}
-    assert st.host_verdicts(result, "h2") == {"ok": ["prod.lb-1.lb"]} and st.host_verdicts(result, "h3") == {}
+    judged = st.verdicts_by_host(result["containers"])
+    assert judged["h1"] == {"missing": ["prod.web-1.web"], "ok": ["prod.web-1.db"], "orphan": ["prod.web-9.web"]}
+    assert judged["h2"] == {"ok": ["prod.lb-1.lb"]} and judged.get("h3", {}) == {}
 
 
 def test_the_table_reads_like_docker_stack_ps():
