@@ -172,7 +172,7 @@ def probe(engines: t.Mapping[str, t.Optional[t.Mapping[str, t.Any]]], timeout: f
     for host, outcome in outcomes.items():
         value = outcome.value or {}
         report[host] = {"up": outcome.ok, "version": value.get("version"), "api_version": value.get("api_version"),
-                        "error": _short_error(outcome.error) if outcome.error else None,
+                        "error": short_error(outcome.error) if outcome.error else None,
                         "seconds": round(outcome.seconds, 3)}
     return {"up": sorted(h for h, r in report.items() if r["up"]),
             "down": sorted(h for h, r in report.items() if not r["up"]),
@@ -184,7 +184,7 @@ _REASONS = (re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)"), re.compile(r"(timed ou
             re.compile(r"(certificate verify failed[^'\"()\]]*|bad certificate|wrong version number)"))
 
 
-def _short_error(text: str) -> str:
+def short_error(text: str) -> str:
     """One line: urllib3's "HTTPSConnectionPool(...): Max retries exceeded ... (Caused by ...)" becomes
     the socket's reason (Connection refused, No route to host, timed out, a TLS failure)."""
     line = " ".join(str(text).split())

@@ -429,7 +429,7 @@ containers:
       type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule, _load_params
+from ansible.module_utils.basic import _load_params
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _difference
 from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import (
     DEFERRED,
@@ -450,6 +450,7 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import 
     connect,
     resolve_endpoint,
 )
+from ansible_collections.stackfleet.cluster.plugins.module_utils._invocation import ScrubbingModule, scrubbed
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_CONFIG_HASH
 from ansible_collections.stackfleet.cluster.plugins.module_utils._secrets import SecretError, hashable
 from ansible_collections.stackfleet.cluster.plugins.module_utils._secrets import check as check_secrets
@@ -469,7 +470,7 @@ DOCUMENT_SPEC = dict(
     update=dict(type="dict", options=dict(parallelism=dict(type="int", default=1))),
     command=dict(type="list", elements="str"),
     entrypoint=dict(type="list", elements="str"),
-    env=dict(type="dict"),  # values: str or {secret: NAME}; never logged (see _Module._log_invocation)
+    env=dict(type="dict"),  # values: str or {secret: NAME}; never logged (see _invocation.ScrubbingModule)
     ports=dict(type="list", elements="dict", options=dict(
         container_port=dict(type="int", required=True), protocol=dict(type="str"), host_port=dict(type="int"),
         host_ip=dict(type="str"))),
@@ -483,27 +484,6 @@ DOCUMENT_SPEC = dict(
         test=dict(type="list", elements="str"), interval=dict(type="float"), timeout=dict(type="float"),
         retries=dict(type="int"), start_period=dict(type="float"))),
 )
-
-
-class _Module(AnsibleModule):
-    """AnsibleModule whose "Invoked with" line (system log / journal) carries no env value.
-
-    `no_log` on `env` would hide the values, but Ansible then masks every occurrence of each value
-    as a substring of all output (a value `1` turns `web-1` into `web-********`); the module
-    instead logs the documents with env values masked and returns the same in `invocation`."""
-
-    def _log_invocation(self):
-        params = self.params
-        self.params = dict(params, containers=_scrubbed_documents(params))
-        try:
-            super()._log_invocation()
-        finally:
-            self.params = params
-
-
-def _scrubbed_documents(params):
-    """The container documents with env values masked (names kept): what is logged and returned."""
-    return [scrub_doc(d) if isinstance(d, dict) else d for d in params.get("containers") or []]
 
 
 def given_keys(validated, raw):
@@ -543,15 +523,6 @@ def _diff(actions):
                           before_header="%s (%s)" % (action.name, "observed" if before else "absent"),
                           after_header="%s (%s)" % (action.name, action.action)))
     return diffs
-
-
-def _scrubbed_invocation(params):
-    """`module_args` as Ansible would log them, but without env values."""
-    args = dict(params)
-    args["containers"] = _scrubbed_documents(params)
-    if args.get("secrets"):
-        args["secrets"] = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
-    return {"module_args": args}
 
 
 def _resolve_images(module, engine, docs):
@@ -595,11 +566,11 @@ def main():
         stop_timeout=dict(type="int"),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
-    module = _Module(argument_spec=argument_spec, supports_check_mode=True)
+    module = ScrubbingModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     docs = given_keys(params["containers"], _raw_documents(module))
     params["containers"] = docs
-    invocation = _scrubbed_invocation(params)
+    invocation = {"module_args": scrubbed(params)}
     cluster = params["cluster"]
     result = dict(changed=False, actions=[], pending=[], deferred=[], pulled=[], containers=[], invocation=invocation)
     if params["max_parallel"] < 1:

@@ -262,36 +262,14 @@ cluster:
 
 import typing as t
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _fleet, _status
-from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import DocumentError, scrub_doc, validate
+from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import DocumentError, validate
+from ansible_collections.stackfleet.cluster.plugins.module_utils._invocation import ScrubbingModule, scrubbed
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_CLUSTER
 
 #: All reads of one engine get this many times the per-request timeout (plus _fleet.GRACE): the listing
 #: and the inspects of a busy engine, not only one request, yet a hung engine is still given up.
 READS_PER_TIMEOUT = 3
-
-
-class _Module(AnsibleModule):
-    """Logs the container documents with env values masked (as M(containers) does; no_log on them
-    would mask every occurrence of each value in all output)."""
-
-    def _log_invocation(self):
-        params = self.params
-        self.params = _scrubbed(params)
-        try:
-            super()._log_invocation()
-        finally:
-            self.params = params
-
-
-def _scrubbed(params: t.Mapping[str, t.Any]) -> t.Dict[str, t.Any]:
-    args = dict(params)
-    args["containers"] = {host: [scrub_doc(d) if isinstance(d, dict) else d for d in docs or []]
-                          for host, docs in (params.get("containers") or {}).items()}
-    if args.get("secrets"):
-        args["secrets"] = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
-    return args
 
 
 def _reader(cluster: str, refs: t.Sequence[str], inspect: bool) -> t.Callable[[t.Any], t.Dict[str, t.Any]]:
@@ -319,7 +297,7 @@ def read_views(cluster: str, engines: t.Mapping[str, t.Any], refs: t.Sequence[st
     deadline = READS_PER_TIMEOUT * timeout + _fleet.GRACE
     for host, outcome in _fleet.on_engines(engines, _reader(cluster, refs, inspect), timeout, max_workers, deadline=deadline).items():
         if not outcome.ok:
-            views[host] = _status.HostView(host, False, error=_fleet._short_error(outcome.error or "failed"),  # pylint: disable=protected-access
+            views[host] = _status.HostView(host, False, error=_fleet.short_error(outcome.error or "failed"),
                                            seconds=round(outcome.seconds, 3))
             continue
         read = outcome.value
@@ -349,7 +327,7 @@ def _documents(containers: t.Mapping[str, t.Any], cluster: str) -> t.Dict[str, t
 
 
 def main():
-    module = _Module(
+    module = ScrubbingModule(
         argument_spec=dict(
             cluster=dict(type="str", required=True),
             engines=dict(type="dict", required=True),
@@ -364,7 +342,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    invocation = {"module_args": _scrubbed(params)}
+    invocation = {"module_args": scrubbed(params)}
     problem = _fleet.check_params(params["engines"], params["timeout"], params["max_workers"])
     if problem:
         module.fail_json(msg=problem, invocation=invocation)

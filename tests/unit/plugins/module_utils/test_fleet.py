@@ -148,10 +148,10 @@ def test_errors_are_one_line_with_the_socket_reason():
     timeout = ("cannot reach the Docker engine at tcp://10.0.0.14:2376: HTTPSConnectionPool(host='10.0.0.14', port=2376): Max retries "
                "exceeded with url: /version (Caused by ConnectTimeoutError(<urllib3.connection.HTTPSConnection object at 0x7f>, "
                "'Connection to 10.0.0.14 timed out. (connect timeout=3)'))")
-    assert _fleet._short_error(refused) == "cannot reach the Docker engine at tcp://10.0.0.12:2376: Connection refused"
-    assert _fleet._short_error(timeout) == "cannot reach the Docker engine at tcp://10.0.0.14:2376: timed out. (connect timeout=3)"
-    assert _fleet._short_error("refusing to talk\n  plain") == "refusing to talk plain"
-    assert len(_fleet._short_error("x" * 1000)) == 400
+    assert _fleet.short_error(refused) == "cannot reach the Docker engine at tcp://10.0.0.12:2376: Connection refused"
+    assert _fleet.short_error(timeout) == "cannot reach the Docker engine at tcp://10.0.0.14:2376: timed out. (connect timeout=3)"
+    assert _fleet.short_error("refusing to talk\n  plain") == "refusing to talk plain"
+    assert len(_fleet.short_error("x" * 1000)) == 400
 
 
 def test_engine_version_is_one_request_and_free_after_negotiation():

@@ -72,5 +72,5 @@ def test_documents_are_checked_per_host():
 
 
 def test_logged_arguments_carry_no_env_value_or_secret():
-    args = stack_status._scrubbed({"containers": {"h1": [{"name": "n", "env": {"A": "plain"}}]}, "secrets": {"s": "v"}})
+    args = stack_status.scrubbed({"containers": {"h1": [{"name": "n", "env": {"A": "plain"}}]}, "secrets": {"s": "v"}})
     assert args["containers"]["h1"][0]["env"] == {"A": "********"} and args["secrets"] == "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
