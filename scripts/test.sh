@@ -27,7 +27,7 @@ lint() {
   ruff check plugins tests bench
   antsibull-changelog lint
 }
-unit() { pytest tests/unit -q -p no:cacheprovider -n 2 -rs; }
+unit() { HYPOTHESIS_PROFILE=ci pytest tests/unit -q -p no:cacheprovider -n 2 -rs; }
 sanity() { ./scripts/sanity.sh; }
 # Two workers, each with its own labs (conftest.lab_spec); a file stays on one worker so its
 # module-scoped lab is brought up once.
