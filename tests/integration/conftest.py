@@ -37,6 +37,8 @@ LAB_SLOTS = {
     "fr": 20, "fr2": 21, "fu": 22, "fl": 23, "fl2": 24, "fs": 25, "fs2": 26, "fh": 27, "fh2": 28,
     # host healing and status (issue 9)
     "fh3": 29, "fh4": 30, "st": 31, "st2": 32, "fp": 33,
+    # the real LAMP images, dynamic ports, stateful services (issue 12); AWX/ansible-runner (issue 10)
+    "im": 34, "lp": 35, "lp2": 36, "dp": 37, "aw": 38, "aw2": 39,
 }
 
 
