@@ -11,12 +11,13 @@ template engine, because stack file values are untrusted.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import typing as t
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _refs
-from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Deploy, Host, Spec
+from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_PORTS, Deploy, Host, Spec, port_id
 from ansible_collections.stackfleet.cluster.plugins.module_utils._spec import SpecError
 
 #: Document fields that say where a container is or how it is rolled out, not what it is:
@@ -47,14 +48,20 @@ def container_name(cluster: str, instance: str, service: str) -> str:
     return "%s.%s.%s" % (cluster, instance, service)
 
 
-def render(spec: Spec, placement_assignments: t.Mapping[str, str], hosts: t.Sequence[Host]) -> t.Dict[str, t.List[t.Dict[str, t.Any]]]:
+def render(spec: Spec, placement_assignments: t.Mapping[str, str], hosts: t.Sequence[Host],
+           ports: t.Optional[t.Mapping[str, t.Mapping[str, t.Sequence[t.Mapping[str, t.Any]]]]] = None
+           ) -> t.Dict[str, t.List[t.Dict[str, t.Any]]]:
     """Host name → container documents on it, sorted by name; every host is present.
 
-    Raises RenderError when a placement key is missing, unknown or on an unknown host.
+    `ports` is the plan's `Placement.ports` (placement key → service → published ports): it
+    gives the host ports the planner chose for `auto` ports, which the documents carry.
+    Raises RenderError when a placement key is missing, unknown or on an unknown host, or an
+    `auto` port has no host port in `ports`.
     """
     errors: t.List[str] = []
     by_name = {host.name: host for host in hosts}
     units = _units(spec, placement_assignments, hosts, errors)
+    published = _published(spec, units, ports or {}, errors)
     for unit in units:
         if unit.host not in by_name:
             errors.append("%s: placement: %s runs on host '%s', which is not among the given hosts"
@@ -66,10 +73,11 @@ def render(spec: Spec, placement_assignments: t.Mapping[str, str], hosts: t.Sequ
         return by_name[host].address or host
 
     siblings: t.Dict[str, t.Dict[str, str]] = {}  # instance → service → host
-    backends: t.Dict[t.Tuple[str, str], t.List[str]] = {}  # (deploy, service) → hosts in instance order
+    backends: t.Dict[t.Tuple[str, str], t.List[t.Tuple[str, t.Optional[int]]]] = {}  # (deploy, service) → (host, port)
     for unit in units:
         siblings.setdefault(unit.instance, {})[unit.service] = unit.host
-        backends.setdefault((unit.deploy.key, unit.service), []).append(unit.host)
+        first = published.get((unit.instance, unit.service))
+        backends.setdefault((unit.deploy.key, unit.service), []).append((unit.host, first[0]["host_port"] if first else None))
 
     containers: t.Dict[str, t.List[t.Dict[str, t.Any]]] = {host.name: [] for host in hosts}
     names: t.Set[str] = set()
@@ -81,10 +89,10 @@ def render(spec: Spec, placement_assignments: t.Mapping[str, str], hosts: t.Sequ
         names.add(name)
 
         def resolve(ref: _refs.Ref, unit: _Unit = unit) -> str:
-            return _resolve(spec, unit, ref, siblings, backends, address)
+            return _resolve(spec, unit, ref, siblings, backends, address, published)
 
         try:
-            containers[unit.host].append(_document(spec, unit, name, resolve))
+            containers[unit.host].append(_document(spec, unit, name, resolve, published.get((unit.instance, unit.service))))
         except _Unresolved as exc:
             errors.append("%s: container %s: %s" % (spec.source, name, exc))
     if errors:
@@ -127,12 +135,45 @@ def _units(spec: Spec, assignments: t.Mapping[str, str], hosts: t.Sequence[Host]
     return units
 
 
+def _published(spec: Spec, units: t.Sequence[_Unit], ports: t.Mapping[str, t.Mapping[str, t.Sequence[t.Mapping[str, t.Any]]]],
+               errors: t.List[str]) -> t.Dict[t.Tuple[str, str], t.List[t.Dict[str, t.Any]]]:
+    """(instance, service) → its published ports with concrete host ports, in the service's
+    (normalised) port order; `auto` ports take theirs from the plan's `ports`."""
+    found: t.Dict[t.Tuple[str, str], t.List[t.Dict[str, t.Any]]] = {}
+    for unit in units:
+        service = spec.services[unit.service]
+        chosen: t.Dict[str, t.Any] = {}
+        if any(p.dynamic for p in service.ports):
+            for entry in (ports.get(_unit_key(unit)) or {}).get(unit.service) or ():
+                try:
+                    chosen[port_id(entry)] = int(entry["host_port"])
+                except (KeyError, TypeError, ValueError):
+                    continue
+        entries = []
+        for port in service.ports:
+            if port.dynamic:
+                pid = port_id(dataclasses.asdict(port))
+                if chosen.get(pid) is None:
+                    errors.append("%s: placement: no host port for 'auto' port %s of %s in %s; render with the plan's ports"
+                                  % (spec.source, pid, unit.service, _unit_key(unit)))
+                    continue
+                entries.append({"container_port": port.container_port, "protocol": port.protocol, "host_ip": port.host_ip,
+                                "host_port": chosen[pid], "dynamic": True})
+            elif port.host_port is not None:
+                entries.append({"container_port": port.container_port, "protocol": port.protocol, "host_ip": port.host_ip,
+                                "host_port": port.host_port, "dynamic": False})
+        if entries:
+            found[(unit.instance, unit.service)] = entries
+    return found
+
+
 class _Unresolved(ValueError):
     pass
 
 
 def _resolve(spec: Spec, unit: _Unit, ref: _refs.Ref, siblings: t.Mapping[str, t.Mapping[str, str]],
-             backends: t.Mapping[t.Tuple[str, str], t.List[str]], address: t.Callable[[str], str]) -> str:
+             backends: t.Mapping[t.Tuple[str, str], t.List[t.Tuple[str, t.Optional[int]]]], address: t.Callable[[str], str],
+             published: t.Mapping[t.Tuple[str, str], t.List[t.Dict[str, t.Any]]]) -> str:
     kind = ref[0]
     if kind == "cluster":
         return spec.cluster
@@ -153,20 +194,36 @@ def _resolve(spec: Spec, unit: _Unit, ref: _refs.Ref, siblings: t.Mapping[str, t
             raise _Unresolved("'%s': instance %s has no service '%s'" % (_refs.render(ref), unit.instance, service))
         if field == "name":
             return container_name(spec.cluster, unit.instance, service)
+        if field == "port":
+            mine = published.get((unit.instance, service))
+            if not mine:
+                raise _Unresolved("'%s': service '%s' publishes no host port" % (_refs.render(ref), service))
+            return str(mine[0]["host_port"])
         return address(siblings[unit.instance][service])
     key, service = ref[1], ref[2]
     if key not in spec.deploys or service not in spec.deploys[key].services:
         raise _Unresolved("'%s': no deploy '%s' running service '%s'" % (_refs.render(ref), key, service))
+    first = next((p for p in spec.services[service].ports if p.dynamic or p.host_port is not None), None)
     ordered: t.List[str] = []
-    for host in backends.get((key, service), ()):
-        if address(host) not in ordered:  # one entry per host: it is a backend address list
+    for host, port in backends.get((key, service), ()):
+        if first is not None and first.dynamic:  # instances share hosts: each is its own address:port
+            ordered.append("%s:%s" % (address(host), port))
+        elif address(host) not in ordered:  # one entry per host: it is a backend address list
             ordered.append(address(host))
     return ",".join(ordered)
 
 
-def _document(spec: Spec, unit: _Unit, name: str, resolve: t.Callable[[_refs.Ref], str]) -> t.Dict[str, t.Any]:
+def _document(spec: Spec, unit: _Unit, name: str, resolve: t.Callable[[_refs.Ref], str],
+              published: t.Optional[t.List[t.Dict[str, t.Any]]] = None) -> t.Dict[str, t.Any]:
     service = spec.services[unit.service]
     config = copy.deepcopy(dict(service.config))
+    if any(p.dynamic for p in service.ports):
+        chosen = {port_id(p): p["host_port"] for p in published or () if p["dynamic"]}
+        for n, port in enumerate(service.ports):  # config["ports"] is service.ports, in the same order
+            if port.dynamic and port_id(config["ports"][n]) in chosen:
+                config["ports"][n]["host_port"] = chosen[port_id(config["ports"][n])]
+        # read back by the inventory plugin's Docker path (the previous ports of a plan without etcd)
+        config["labels"][LABEL_PORTS] = ",".join("%s=%d" % (port_id(p), p["host_port"]) for p in published or () if p["dynamic"])
     for field in ("command", "entrypoint"):
         if config.get(field) is not None:
             config[field] = [_refs.substitute(item, resolve) for item in config[field]]

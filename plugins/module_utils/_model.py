@@ -16,6 +16,8 @@ if t.TYPE_CHECKING:  # pragma: no cover
     pass
 
 STRATEGIES = ("spread", "binpack")
+#: `host_port_range` when neither the service nor the file sets one (docs/stack-file.md).
+DEFAULT_HOST_PORT_RANGE = (20000, 32000)
 
 #: Label keys stackfleet writes on every container it creates.
 LABEL_CLUSTER = "io.stackfleet.cluster"
@@ -23,6 +25,16 @@ LABEL_DEPLOY = "io.stackfleet.deploy"
 LABEL_INSTANCE = "io.stackfleet.instance"
 LABEL_SERVICE = "io.stackfleet.service"
 LABEL_CONFIG_HASH = "io.stackfleet.config-hash"
+#: The host ports the planner chose for a container's `auto` ports, `80/tcp=20001,...` (only
+#: on containers that have some): the inventory plugin's Docker path reads them back.
+LABEL_PORTS = "io.stackfleet.ports"
+
+
+def port_id(port: t.Mapping[str, t.Any]) -> str:
+    """`80/tcp`, `127.0.0.1:80/tcp`, `[::1]:80/tcp`: which dynamic port of a service, in labels and messages."""
+    ip = str(port.get("host_ip") or "")
+    where = ("[%s]:" % ip if ":" in ip else "%s:" % ip) if ip else ""
+    return "%s%d/%s" % (where, int(port["container_port"]), port.get("protocol") or "tcp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +56,7 @@ class Port:
     protocol: str = "tcp"  # tcp | udp | sctp
     host_port: t.Optional[int] = None
     host_ip: str = ""
+    dynamic: bool = False  # `auto:80`: the planner chooses host_port from the service's host_port_range
 
     @property
     def host_key(self) -> t.Optional[t.Tuple[int, str]]:
@@ -62,10 +75,18 @@ class Service:
     resources: Resources
     ports: t.Tuple[Port, ...]
     config: t.Mapping[str, t.Any]
+    # Extensions beyond stack-format.md (documented in docs/stack-file.md):
+    host_port_range: t.Tuple[int, int] = DEFAULT_HOST_PORT_RANGE  # where its `auto` ports come from
+    stateful: bool = False  # never moved off its host without allow_move (docs/placement.md "Held")
 
     @property
     def host_ports(self) -> t.FrozenSet[t.Tuple[int, str]]:
+        """The static host ports it reserves (dynamic ones are chosen by the planner)."""
         return frozenset(p.host_key for p in self.ports if p.host_key is not None)
+
+    @property
+    def dynamic_ports(self) -> t.Tuple[Port, ...]:
+        return tuple(p for p in self.ports if p.dynamic)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -24,15 +24,24 @@ import dataclasses
 import heapq
 import typing as t
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Deploy, Host, Spec
+from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Deploy, Host, Spec, port_id
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_explain import global_unplaced, unplaced
-from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import UNLIMITED, HostTable, Shape, fmt_ports, natural_key
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import (
+    UNLIMITED,
+    HostTable,
+    Shape,
+    fmt_ports,
+    fmt_range,
+    natural_key,
+)
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_rebalance import rebalance as _rebalance
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_repair import candidates as _repair_candidates
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_repair import others as _repair_others
 
 #: Why a kept unit changed host (contract 2 of issue 9; docs/placement.md "Moves").
 MOVE_REASONS = ("host-missing", "drained", "ineligible", "repair", "rebalance")
+#: Why a stateful unit was held on its host instead of moved (docs/placement.md "Held").
+HELD_REASONS = ("host-missing", "drained", "ineligible")
 #: Repair search bounds (docs/placement.md "Repair"): single moves tried, rounds of growing
 #: the released set, and plan attempts in all (each attempt is one full keep + place pass).
 REPAIR_SINGLES = 16
@@ -76,6 +85,21 @@ class Move:
         return {"key": self.key, "from": self.source, "to": self.target, "reason": self.reason, "why": self.why}
 
 
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """A unit with a stateful service that stays on its previous host although that host is
+    missing, drained or no longer eligible: its data is there (docs/placement.md "Held")."""
+
+    key: str
+    instance: str
+    host: str
+    reason: str  # one of HELD_REASONS
+    why: str  # one sentence: the instance, the host, the reason and the two choices
+
+    def as_dict(self) -> t.Dict[str, str]:
+        return {"key": self.key, "host": self.host, "reason": self.reason, "why": self.why}
+
+
 @dataclasses.dataclass
 class Placement:
     assignments: t.Dict[str, str]  # placement key -> host name
@@ -84,6 +108,15 @@ class Placement:
     added: t.List[str]  # new in this plan
     removed: t.List[str]  # in previous, gone now
     moves: t.List[Move] = dataclasses.field(default_factory=list)  # one per key of `moved`, same order
+    #: placement key -> service -> published ports [{container_port, protocol, host_ip, host_port}],
+    #: static and dynamic, only for units that publish some; the host ports are the concrete ones.
+    ports: t.Dict[str, t.Dict[str, t.List[t.Dict[str, t.Any]]]] = dataclasses.field(default_factory=dict)
+    held: t.List[Held] = dataclasses.field(default_factory=list)  # naturally sorted by key
+
+    @property
+    def missing_hosts(self) -> t.List[str]:
+        """Hosts that were not given but hold a held unit: render their documents too."""
+        return sorted({h.host for h in self.held if h.reason == "host-missing"})
 
     def summary(self) -> str:
         per_deploy: t.Dict[str, t.List[str]] = {}
@@ -97,6 +130,11 @@ class Placement:
             listed = ["%s %s -> %s (%s)" % (m.key, m.source, m.target, m.reason) for m in self.moves[:SUMMARY_MOVES]]
             more = len(self.moves) - SUMMARY_MOVES
             text += "; moves: " + ", ".join(listed) + (", and %d more" % more if more > 0 else "")
+        if self.held:
+            listed = ["%s on %s (%s)" % (h.key, h.host, h.reason) for h in self.held[:SUMMARY_MOVES]]
+            more = len(self.held) - SUMMARY_MOVES
+            text += "; held (stateful, not moved; allow_move moves them): " + ", ".join(listed) + (
+                ", and %d more" % more if more > 0 else "")
         return text
 
 
@@ -107,7 +145,8 @@ class _Pending:
     attempt; `avoid` a host index it may not take (its old host, when repair moves it); `left`
     the (reason, clause) of a unit that was in `previous` and could not stay."""
 
-    __slots__ = ("key", "instance", "index", "shape", "fixed", "host", "prev", "kept", "avoid", "left")
+    __slots__ = ("key", "instance", "index", "shape", "fixed", "host", "prev", "kept", "avoid", "left",
+                 "ports", "prefer", "hold", "held")
 
     def __init__(self, key: str, instance: str, index: t.Optional[int], shape: Shape, fixed: int = -1):
         self.key, self.instance, self.index, self.shape, self.fixed, self.host = key, instance, index, shape, fixed, -1
@@ -115,6 +154,10 @@ class _Pending:
         self.kept = False
         self.avoid = -1
         self.left: t.Optional[t.Tuple[str, str]] = None
+        self.ports: t.Tuple[int, ...] = ()  # host ports of shape.dynamic, once placed
+        self.prefer: t.Tuple[t.Optional[int], ...] = ()  # the same from previous_ports
+        self.hold = False  # stateful with a previous host, not in allow_move: never moves
+        self.held: t.Optional[t.Tuple[str, str]] = None  # (reason, clause) when held where it may not stay
 
 
 class _Rules:
@@ -136,27 +179,42 @@ class _Rules:
 
 
 def plan(spec: Spec, hosts: t.Sequence[Host], previous: t.Optional[t.Mapping[str, str]] = None,
-         rebalance: t.Optional[t.Mapping[str, t.Any]] = None, repair: bool = True) -> Placement:
+         rebalance: t.Optional[t.Mapping[str, t.Any]] = None, repair: bool = True,
+         previous_ports: t.Optional[t.Mapping[str, t.Any]] = None, allow_move: t.Iterable[str] = ()) -> Placement:
     """Place every unit of `spec` on `hosts`, keeping what `previous` placed where it is still valid.
 
     When keeping all of it leaves no plan, move the fewest kept units the bounded repair
     search finds (`repair=False` turns that off, for tests). `rebalance={"max_moves": N}`
-    then moves at most N kept units to improve spread or packing."""
+    then moves at most N kept units to improve spread or packing.
+
+    `previous_ports` (the `ports` of the previous plan: key -> service -> [{container_port,
+    protocol, host_ip, host_port}]) keeps the dynamic host ports of units that stay. A unit with
+    a stateful service never moves off its previous host unless its instance id (or key) is in
+    `allow_move`: it is held there (`Placement.held`) even when that host is missing or drained."""
     previous = dict(previous or {})
     errors: t.List[str] = []
-    table = HostTable(hosts)
+    held_hosts = _held_hosts(spec, previous, frozenset(allow_move or ())) if previous else {}
+    given = {h.name for h in hosts}
+    missing = [Host(name=n, labels={}, capacity=None) for n in sorted({h for _d, h in held_hosts.values() if h not in given})]
+    reserved = _static_ports(spec)
+    table = HostTable(hosts, reserved, missing)
     if len(table.index) != len(table.names):
         dupes = sorted({n for n in table.names if table.names.count(n) > 1})
         raise PlacementError(["hosts: duplicate host names: %s" % ", ".join(dupes)])
-    rules = _compile(spec, table, errors)
+    rules = _compile(spec, table, errors, held_hosts)
     _check_keys(rules, errors)
     order = _order(rules, errors)
     if previous:
         for r in rules.values():
             for unit in r.units:
                 unit.prev = previous.get(unit.key)
-    attempt = _Attempt(spec, hosts, rules, order, bool(previous))
+                unit.hold = unit.prev is not None and unit.key in held_hosts
+                if unit.prev is not None and unit.shape.dynamic and previous_ports:
+                    unit.prefer = _preferred(unit.shape, previous_ports.get(unit.key))
+    attempt = _Attempt(spec, hosts, rules, order, bool(previous), reserved, missing)
     table, failed, failures = attempt.run({}, table)
+    if attempt.hold_errors:
+        raise PlacementError(errors + attempt.hold_errors)
     base_left = {u.key: u.left for r in rules.values() for u in r.units if u.left is not None} if previous else {}
     repaired: t.Dict[str, str] = {}
     if failed and not errors and repair and any(u.kept for r in rules.values() for u in r.units):
@@ -174,14 +232,63 @@ def plan(spec: Spec, hosts: t.Sequence[Host], previous: t.Optional[t.Mapping[str
     max_moves = int((rebalance or {}).get("max_moves") or 0)
     if max_moves > 0:
         rebalanced = _rebalance(table, rules, spec.strategy, max_moves)
-    return _result(table, rules, previous, repaired, rebalanced, base_left)
+    return _result(spec, table, rules, previous, repaired, rebalanced, base_left)
+
+
+def _static_ports(spec: Spec) -> t.FrozenSet[t.Tuple[int, str]]:
+    """Every static host port of the file, when it has dynamic ports (never handed out dynamically:
+    a static port inside a host_port_range stays free for the service that names it, on any host)."""
+    if not any(p.dynamic for s in spec.services.values() for p in s.ports):
+        return frozenset()
+    return frozenset(port for s in spec.services.values() for port in s.host_ports)
+
+
+def _held_hosts(spec: Spec, previous: t.Mapping[str, str], allow: t.AbstractSet[str]) -> t.Dict[str, t.Tuple[str, str]]:
+    """Placement key -> (instance, previous host) of every unit that must not move: it has a
+    stateful service, `previous` placed it, and neither its instance id nor its key is in `allow`.
+    Global deploys are not held: their instances are tied to their host and never move anyway."""
+    if not any(s.stateful for s in spec.services.values()):
+        return {}
+    found: t.Dict[str, t.Tuple[str, str]] = {}
+    for deploy in spec.deploys.values():
+        if deploy.is_global or not any(spec.services[n].stateful for n in deploy.services if n in spec.services):
+            continue
+        shapes = _shapes(spec, deploy)
+        split = len(shapes) > 1
+        for n in range(1, deploy.count + 1):
+            instance = "%s-%d" % (deploy.key, n)
+            if instance in allow:
+                continue
+            for shape in shapes:
+                key = "%s.%s" % (instance, shape.services[0]) if split else instance
+                if shape.stateful and key not in allow and key in previous:
+                    found[key] = (instance, str(previous[key]))
+    return found
+
+
+def _preferred(shape: Shape, ports: t.Any) -> t.Tuple[t.Optional[int], ...]:
+    """The previous host port of each of the shape's dynamic ports, from untrusted input: entries
+    that do not parse are ignored (the unit then gets a fresh port)."""
+    found: t.Dict[t.Tuple[str, str], int] = {}
+    if isinstance(ports, t.Mapping):
+        for service, entries in ports.items():
+            for entry in entries if isinstance(entries, (list, tuple)) else ():
+                try:
+                    found[(str(service), port_id(entry))] = int(entry["host_port"])
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    continue
+    return tuple(found.get((name, port_id(port.__dict__))) for name, port, _range in shape.dynamic)
 
 
 class _Attempt:
     """One keep + place pass over fresh host bookkeeping, with some kept units released."""
 
-    def __init__(self, spec: Spec, hosts: t.Sequence[Host], rules: t.Dict[str, _Rules], order: t.List[_Rules], keep: bool):
+    def __init__(self, spec: Spec, hosts: t.Sequence[Host], rules: t.Dict[str, _Rules], order: t.List[_Rules], keep: bool,
+                 reserved: t.AbstractSet[t.Tuple[int, str]] = frozenset(), missing: t.Sequence[Host] = ()):
         self.spec, self.hosts, self.rules, self.order, self.keep = spec, hosts, rules, order, keep
+        self.reserved, self.missing = reserved, missing
+        self.holding = keep and any(u.hold for r in rules.values() for u in r.units)
+        self.hold_errors: t.List[str] = []
         self.count = 0
 
     def run(self, released: t.Mapping[str, bool], table: t.Optional[HostTable] = None
@@ -189,13 +296,16 @@ class _Attempt:
         """`released`: key -> True to keep it off its previous host (a repair move), False to
         let the engine choose freely (possibly the same host again)."""
         self.count += 1
-        table = table if table is not None else HostTable(self.hosts)
+        table = table if table is not None else HostTable(self.hosts, self.reserved, self.missing)
         if self.count > 1:  # the first run finds the units as _compile made them
             for r in self.rules.values():
                 for unit in r.units:
-                    unit.host, unit.kept, unit.avoid, unit.left = -1, False, -1, None
-                    if unit.key in released and released[unit.key]:
+                    unit.host, unit.kept, unit.avoid, unit.left, unit.ports, unit.held = -1, False, -1, None, (), None
+                    if unit.key in released and released[unit.key] and not unit.hold:
                         unit.avoid = table.index.get(unit.prev or "", -1)
+        if self.holding:
+            self.hold_errors = []
+            _hold(table, self.order, self.hold_errors)
         for r in self.order if self.keep else ():
             _keep(table, r, released)
         errors: t.List[str] = []
@@ -208,6 +318,8 @@ class _Attempt:
                 compact = any(o in self.rules and o not in done for o in r.others)
                 _place_counted(table, r, self.spec.strategy, compact, errors, failures, self.rules)
             done.add(r.deploy.key)
+        if self.holding:
+            _held_affinity(table, self.order)
         return table, errors, failures
 
 
@@ -245,7 +357,7 @@ def _repair(attempt: _Attempt, table: HostTable, failures: t.List[t.Tuple[_Rules
         if not new:
             break
         released.update(new)
-    fresh = {u.key: False for r in rules.values() for u in r.units if u.prev is not None}  # exactly a plan without previous
+    fresh = {u.key: False for r in rules.values() for u in r.units if u.prev is not None and not u.hold}  # a plan without previous
     current, errors, _f = attempt.run(fresh)
     if errors:
         return None
@@ -294,7 +406,8 @@ def _shrink(attempt: _Attempt, released: t.Dict[str, str], avoid: bool,
 # --- compiling deploys ------------------------------------------------------------------------
 
 
-def _compile(spec: Spec, table: HostTable, errors: t.List[str]) -> t.Dict[str, _Rules]:
+def _compile(spec: Spec, table: HostTable, errors: t.List[str],
+             held_hosts: t.Optional[t.Mapping[str, t.Tuple[str, str]]] = None) -> t.Dict[str, _Rules]:
     conflicts: t.Dict[str, t.Set[str]] = {k: set() for k in spec.deploys}
     for key, deploy in spec.deploys.items():
         for other in deploy.conflicts:
@@ -311,7 +424,9 @@ def _compile(spec: Spec, table: HostTable, errors: t.List[str]) -> t.Dict[str, _
                    frozenset(conflicts[key] - {key}), key in conflicts[key])
         rules[key] = r
         problem = None if eligible is not None else "reported"
-        problem = problem or _precheck(spec, r, len(table), sum(table.drained))
+        held_out = len({instance for k, (instance, host) in (held_hosts or {}).items()
+                        if instance.rsplit("-", 1)[0] == key and table.index.get(host) not in r.eligible_set})
+        problem = problem or _precheck(spec, r, table.given, sum(table.drained) - (len(table) - table.given), held_out)
         if problem:
             r.failed = True
             if problem != "reported":
@@ -353,8 +468,8 @@ def _eligible(deploy: Deploy, table: HostTable, documents: t.List[t.Any], verdic
     if deploy.host is None:
         return matching
     pinned = table.index.get(deploy.host)
-    if pinned is None:
-        errors.append("deploy.%s: host: pinned host %r is not among the %d hosts" % (deploy.key, deploy.host, len(table)))
+    if pinned is None or table.missing[pinned]:
+        errors.append("deploy.%s: host: pinned host %r is not among the %d hosts" % (deploy.key, deploy.host, table.given))
         return None
     if table.drained[pinned]:
         errors.append("deploy.%s: host: pinned host %r is drained" % (deploy.key, deploy.host))
@@ -365,8 +480,9 @@ def _eligible(deploy: Deploy, table: HostTable, documents: t.List[t.Any], verdic
     return [pinned]
 
 
-def _precheck(spec: Spec, r: _Rules, n_hosts: int, n_drained: int = 0) -> t.Optional[str]:
-    """Infeasibilities visible before anything is placed."""
+def _precheck(spec: Spec, r: _Rules, n_hosts: int, n_drained: int = 0, held_out: int = 0) -> t.Optional[str]:
+    """Infeasibilities visible before anything is placed. `held_out`: instances held on hosts
+    that are not eligible (missing, drained, ...): they need no eligible host."""
     key, deploy = r.deploy.key, r.deploy
     for target in r.affinity:
         if target not in spec.deploys:
@@ -389,11 +505,12 @@ def _precheck(spec: Spec, r: _Rules, n_hosts: int, n_drained: int = 0) -> t.Opti
         if n_drained:
             return "deploy.%s: count: needs %d instances, all %d hosts are drained" % (key, deploy.count, n_hosts)
         return "deploy.%s: count: needs %d instances, there are no hosts" % (key, deploy.count)
-    if r.exclusive and deploy.count > eligible:
-        return "deploy.%s: conflicts: needs %d hosts free of %s, %d eligible" % (key, deploy.count, key, eligible)
-    if r.max_per_host < UNLIMITED and -(-deploy.count // r.max_per_host) > eligible:
+    count = deploy.count - held_out
+    if r.exclusive and count > eligible:
+        return "deploy.%s: conflicts: needs %d hosts free of %s, %d eligible" % (key, count, key, eligible)
+    if r.max_per_host < UNLIMITED and -(-count // r.max_per_host) > eligible:
         return "deploy.%s: max_per_host: %d instances at most %d per host need %d hosts, %d eligible" % (
-            key, deploy.count, r.max_per_host, -(-deploy.count // r.max_per_host), eligible)
+            key, count, r.max_per_host, -(-count // r.max_per_host), eligible)
     return None
 
 
@@ -501,10 +618,10 @@ def _keep(table: HostTable, r: _Rules, released: t.Mapping[str, bool]) -> None:
     key = r.deploy.key
     for unit in r.units:
         name = unit.prev
-        if name is None:
+        if name is None or unit.hold:  # held units were placed by _hold, first
             continue
         i = table.index.get(name, -1)
-        if i < 0:
+        if i < 0 or table.missing[i]:
             unit.left = ("host-missing", "%s is not among the given hosts (down or removed)" % name)
             continue
         if table.drained[i]:
@@ -524,11 +641,62 @@ def _keep(table: HostTable, r: _Rules, released: t.Mapping[str, bool]) -> None:
             unit.left = ("ineligible", "%s no longer runs %s, which %s needs next to it (affinity)" % (name, ", ".join(missing), key))
             continue
         if table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host):
-            table.add(i, unit.shape, key, unit.instance, counted=not r.deploy.is_global)
+            unit.ports = table.add(i, unit.shape, key, unit.instance, counted=not r.deploy.is_global, prefer=unit.prefer)
             unit.host = i
             unit.kept = True
         else:
             unit.left = ("ineligible", _no_room(table, r, unit, i))
+
+
+def _hold(table: HostTable, order: t.List[_Rules], errors: t.List[str]) -> None:
+    """Put every held unit (stateful, not allowed to move) on its previous host before anything
+    else is kept or placed, so what conflicts with it there moves instead. When the host is
+    missing, drained or no longer eligible it stays all the same, with the reason in `held`.
+    Two held units on one host that publish the same static port cannot both stay: an error."""
+    for r in order:
+        if r.failed:
+            continue
+        key = r.deploy.key
+        for unit in r.units:
+            if not unit.hold:
+                continue
+            name = t.cast(str, unit.prev)
+            i = table.index[name]
+            taken = table.ports[i] & unit.shape.ports
+            short = table.short_range(i, unit.shape.needs) if unit.shape.needs else None
+            if taken or short:
+                what = "port %s there is taken by another held instance" % fmt_ports(taken) if taken else (
+                    "its host_port_range %s is exhausted there" % fmt_range(*t.cast(t.Tuple[str, int, int], short)))
+                errors.append("deploy.%s: stateful: %s cannot be held on %s: %s; move one of them with allow_move"
+                              " or change the stack file" % (key, unit.key, name, what))
+                continue
+            why: t.Optional[t.Tuple[str, str]] = None
+            if table.missing[i]:
+                why = ("host-missing", "%s is not among the given hosts (down or removed)" % name)
+            elif table.drained[i]:
+                why = ("drained", "%s is drained" % name)
+            elif i not in r.eligible_set:
+                why = ("ineligible", _not_eligible(r, name))
+            elif r.others and table.runs_any(i, r.others):
+                hit = sorted(d for d in r.others if d in table.placed[i])
+                why = ("ineligible", "%s runs %s, which %s conflicts with" % (name, ", ".join(hit), key))
+            elif not table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host):
+                why = ("ineligible", _no_room(table, r, unit, i))
+            unit.ports = table.add(i, unit.shape, key, unit.instance, prefer=unit.prefer)
+            unit.host, unit.kept, unit.held = i, True, why
+
+
+def _held_affinity(table: HostTable, order: t.List[_Rules]) -> None:
+    """A held unit whose affinity target no longer runs on its host is held there 'ineligible'."""
+    for r in order:
+        if not r.affinity:
+            continue
+        for unit in r.units:
+            if unit.hold and unit.held is None and unit.host >= 0 and not table.runs_all(unit.host, r.affinity):
+                name = table.names[unit.host]
+                missing = sorted(d for d in r.affinity if d not in table.placed[unit.host])
+                unit.held = ("ineligible", "%s no longer runs %s, which %s needs next to it (affinity)" % (
+                    name, ", ".join(missing), r.deploy.key))
 
 
 def _not_eligible(r: _Rules, name: str) -> str:
@@ -550,6 +718,9 @@ def _no_room(table: HostTable, r: _Rules, unit: _Pending, i: int) -> str:
     taken = table.ports[i] & unit.shape.ports
     if taken:
         return "port %s on %s is taken" % (fmt_ports(taken), name)
+    short = table.short_range(i, unit.shape.needs) if unit.shape.needs else None
+    if short:
+        return "host_port_range %s on %s is exhausted" % (fmt_range(*short), name)
     return "%s has no room for %s (%s)" % (name, unit.shape.describe(), table.describe_free(i))
 
 
@@ -565,7 +736,7 @@ def _place_global(table: HostTable, r: _Rules, errors: t.List[str], failures: t.
         i = unit.fixed
         if (not table.runs_any(i, r.others) and table.runs_all(i, r.affinity)
                 and table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host)):
-            table.add(i, unit.shape, key, unit.instance, counted=False)
+            unit.ports = table.add(i, unit.shape, key, unit.instance, counted=False, prefer=unit.prefer)
             unit.host = i
         else:
             failed.append(unit)
@@ -607,7 +778,7 @@ def _place_counted(table: HostTable, r: _Rules, strategy: str, compact: bool, er
         heaps.append(by_group)
         counts.append(count)
     for unit in r.units:
-        if unit.host >= 0 and group_of:
+        if unit.host >= 0 and group_of and not table.missing[unit.host]:  # a missing host's labels are unknown
             value = group_of[unit.host]
             count = counts[shape_ids[id(unit.shape)]]
             if value in count:
@@ -639,7 +810,7 @@ def _place_counted(table: HostTable, r: _Rules, strategy: str, compact: bool, er
             failures.append((r, [unit]))
             return
         i, value = found
-        table.add(i, unit.shape, key, unit.instance)
+        unit.ports = table.add(i, unit.shape, key, unit.instance, prefer=unit.prefer)
         unit.host = i
         if siblings_first:
             hosts_of.setdefault(unit.instance, []).append(i)
@@ -706,20 +877,59 @@ def _take(table: HostTable, r: _Rules, unit: _Pending, heaps: t.Dict[str, t.List
 # --- result --------------------------------------------------------------------------------------
 
 
-def _result(table: HostTable, rules: t.Dict[str, _Rules], previous: t.Mapping[str, str],
+def _result(spec: Spec, table: HostTable, rules: t.Dict[str, _Rules], previous: t.Mapping[str, str],
             repaired: t.Mapping[str, str], rebalanced: t.Mapping[str, str],
             base_left: t.Mapping[str, t.Tuple[str, str]]) -> Placement:
     units: t.Dict[str, Unit] = {}
+    ports: t.Dict[str, t.Dict[str, t.List[t.Dict[str, t.Any]]]] = {}
+    held: t.List[Held] = []
     for key, r in sorted(rules.items(), key=lambda kv: kv[1].order):
+        published = _published(spec, r.shapes)
         for u in r.units:
             units[u.key] = Unit(u.key, key, u.instance, u.index, u.shape.services, table.names[u.host])
+            if id(u.shape) in published:
+                ports[u.key] = _unit_ports(published[id(u.shape)], u.ports)
+            if u.held is not None:
+                held.append(_held(u, table.names[u.host]))
     assignments = {k: u.host for k, u in units.items()}
     moved = sorted((k for k, h in assignments.items() if k in previous and previous[k] != h), key=natural_key)
     added = sorted((k for k in assignments if k not in previous), key=natural_key)
     removed = sorted((k for k in previous if k not in assignments), key=natural_key)
     pending = {u.key: u for r in rules.values() for u in r.units if u.key in previous} if moved else {}
     moves = [_move(pending[k], previous[k], assignments[k], repaired, rebalanced, base_left.get(k)) for k in moved]
-    return Placement(assignments, units, moved, added, removed, moves)
+    held.sort(key=lambda h: natural_key(h.key))
+    return Placement(assignments, units, moved, added, removed, moves, ports, held)
+
+
+def _published(spec: Spec, shapes: t.Sequence[Shape]) -> t.Dict[int, t.List[t.Tuple[str, t.Any]]]:
+    """id(shape) -> (service, Port) of every port it publishes, static or dynamic, in service order."""
+    found = {}
+    for shape in shapes:
+        entries = [(name, port) for name in shape.services for port in spec.services[name].ports
+                   if port.host_port is not None or port.dynamic]
+        if entries:
+            found[id(shape)] = entries
+    return found
+
+
+def _unit_ports(entries: t.Sequence[t.Tuple[str, t.Any]], dynamic: t.Sequence[int]) -> t.Dict[str, t.List[t.Dict[str, t.Any]]]:
+    """service -> [{container_port, protocol, host_ip, host_port}] with the chosen dynamic host ports
+    (`dynamic` follows Shape.dynamic: service order, then the service's port order, as `entries`)."""
+    result: t.Dict[str, t.List[t.Dict[str, t.Any]]] = {}
+    chosen = iter(dynamic)
+    for name, port in entries:
+        host_port = next(chosen, None) if port.dynamic else port.host_port
+        result.setdefault(name, []).append({"container_port": port.container_port, "protocol": port.protocol,
+                                            "host_ip": port.host_ip, "host_port": host_port})
+    return result
+
+
+def _held(unit: _Pending, host: str) -> Held:
+    reason, clause = t.cast(t.Tuple[str, str], unit.held)
+    why = ("%s stays on %s because %s and it runs a stateful service whose data is there: wait for %s, or move it with"
+           " allow_move (-e stackfleet_allow_move=%s), accepting that its data does not follow." % (
+               unit.key, host, clause, host, unit.instance))
+    return Held(unit.key, unit.instance, host, reason, why)
 
 
 def _move(unit: _Pending, source: str, target: str, repaired: t.Mapping[str, str], rebalanced: t.Mapping[str, str],

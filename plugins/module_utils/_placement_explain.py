@@ -11,7 +11,14 @@ from __future__ import annotations
 
 import typing as t
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import UNLIMITED, HostTable, fmt_ports, natural_key
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import (
+    UNLIMITED,
+    HostTable,
+    fmt_needs,
+    fmt_ports,
+    fmt_range,
+    natural_key,
+)
 
 _LIST_AT_MOST = 5
 
@@ -51,6 +58,18 @@ def port_holders(table: HostTable, i: int, ports: t.AbstractSet[t.Any], all_rule
     return sorted(found, key=natural_key)
 
 
+def range_holders(table: HostTable, i: int, slot: t.Tuple[str, int, int], all_rules: t.Optional[t.Mapping[str, t.Any]]) -> t.List[str]:
+    """Instances on host i of deploys with dynamic ports in the range `slot`."""
+    if not all_rules:
+        return []
+    found = []
+    for d, instances in table.placed[i].items():
+        r = all_rules.get(d)
+        if r is not None and any(s == slot for shape in r.shapes for s, _n in shape.needs):
+            found.extend(instances)
+    return sorted(found, key=natural_key)
+
+
 def unplaced(table: HostTable, rules: t.Any, unit: t.Any, more: int, all_rules: t.Optional[t.Mapping[str, t.Any]] = None) -> str:
     """The message for a counted deploy's unit that found no host (`more` of its kind wait behind it)."""
     key = rules.deploy.key
@@ -80,13 +99,21 @@ def unplaced(table: HostTable, rules: t.Any, unit: t.Any, more: int, all_rules: 
             key, rules.deploy.count, rules.max_per_host, _hosts_needed(rules), len(candidates))
     shape = unit.shape
     clash = {i for i in open_hosts if shape.ports and not table.ports[i].isdisjoint(shape.ports)}
-    roomy = [i for i in open_hosts if i not in clash]
+    exhausted = {i: table.short_range(i, shape.needs) for i in open_hosts if shape.needs and i not in clash}
+    exhausted = {i: slot for i, slot in exhausted.items() if slot is not None}
+    roomy = [i for i in open_hosts if i not in clash and i not in exhausted]
     what = "instance %s" % unit.instance if unit.key == unit.instance else "unit %s" % unit.key
     tail = "" if not more else " (and %d more)" % more
     blocked = ""
     if conflicted:
         hosts = ["%s (%s)" % (table.names[i], ", ".join(conflicting_instances(table, i, rules.others))) for i in conflicted]
         blocked = "; %d more eligible run instances %s conflicts with: %s" % (len(conflicted), key, _listed(hosts))
+    if exhausted and not roomy and not clash:
+        ranges = sorted({fmt_range(*slot) for slot in exhausted.values()})
+        holders = ["%s (%s)" % (table.names[i], ", ".join(range_holders(table, i, exhausted[i], all_rules)) or "taken")
+                   for i in sorted(exhausted)]
+        return "deploy.%s: ports: %s%s needs %s; host_port_range %s is exhausted on all %d hosts open to it: %s%s" % (
+            key, what, tail, fmt_needs(shape.needs), ", ".join(ranges), len(exhausted), _listed(holders), blocked)
     if clash and not roomy:
         holders = ["%s (%s)" % (table.names[i], ", ".join(port_holders(table, i, shape.ports, all_rules)) or "taken")
                    for i in sorted(clash)]
@@ -101,6 +128,8 @@ def unplaced(table: HostTable, rules: t.Any, unit: t.Any, more: int, all_rules: 
         notes.append("best has %s" % table.describe_free(best))
     if clash:
         notes.append("%s%d have a port of %s taken" % ("" if roomy else "all ", len(clash), fmt_ports(shape.ports)))
+    if exhausted:
+        notes.append("%d have host_port_range %s exhausted" % (len(exhausted), ", ".join(sorted({fmt_range(*s) for s in exhausted.values()}))))
     return "deploy.%s: capacity: %s%s needs %s; no eligible host has room (%s)%s" % (
         key, what, tail, shape.describe(), ", ".join(notes), blocked)
 
@@ -129,6 +158,9 @@ def global_unplaced(table: HostTable, rules: t.Any, units: t.Sequence[t.Any],
             holders = port_holders(table, i, taken, all_rules)
             by_rule.setdefault("ports", []).append("%s (port %s taken%s)" % (
                 name, fmt_ports(taken), " by " + ", ".join(holders) if holders else ""))
+        elif unit.shape.needs and table.short_range(i, unit.shape.needs):
+            slot = t.cast(t.Tuple[str, int, int], table.short_range(i, unit.shape.needs))
+            by_rule.setdefault("ports", []).append("%s (host_port_range %s exhausted)" % (name, fmt_range(*slot)))
         else:
             by_rule.setdefault("capacity", []).append("%s (%s)" % (name, table.describe_free(i)))
     messages = []

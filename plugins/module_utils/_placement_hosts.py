@@ -21,9 +21,11 @@ UNLIMITED = 1 << 62
 
 
 class Shape:
-    """What one placement unit reserves: the sum of its services' resources and their host ports."""
+    """What one placement unit reserves: the sum of its services' resources, their static host
+    ports and their dynamic (`auto`) ones: `dynamic` lists (service, port, range) in service
+    order, `needs` how many ports of each (protocol, low, high) range that is."""
 
-    __slots__ = ("services", "milli_cpus", "memory_mb", "ports")
+    __slots__ = ("services", "milli_cpus", "memory_mb", "ports", "dynamic", "needs", "stateful")
 
     def __init__(self, services: t.Sequence[Service]):
         self.services = tuple(s.name for s in services)
@@ -33,21 +35,38 @@ class Shape:
         for service in services:
             ports.update(service.host_ports)
         self.ports = frozenset(ports)
+        self.dynamic = tuple((s.name, p, tuple(s.host_port_range)) for s in services for p in s.ports if p.dynamic)
+        needs: t.Dict[t.Tuple[str, int, int], int] = {}
+        for _name, port, (low, high) in self.dynamic:
+            needs[(port.protocol, low, high)] = needs.get((port.protocol, low, high), 0) + 1
+        self.needs = tuple(sorted(needs.items()))
+        self.stateful = any(getattr(s, "stateful", False) for s in services)
 
     def describe(self) -> str:
         parts = ["cpus %s" % fmt_cpus(self.milli_cpus), "memory %d MiB" % self.memory_mb]
         if self.ports:
             parts.append("ports " + fmt_ports(self.ports))
+        if self.needs:
+            parts.append("dynamic ports " + fmt_needs(self.needs))
         return ", ".join(parts)
 
 
 class HostTable:
     """Free resources, used ports and placed instances of every host, indexed by position in name order."""
 
-    def __init__(self, hosts: t.Sequence[Host]):
-        self.hosts = sorted(hosts, key=lambda h: h.name)
+    def __init__(self, hosts: t.Sequence[Host], reserved: t.AbstractSet[t.Tuple[int, str]] = frozenset(),
+                 missing: t.Sequence[Host] = ()):
+        """`reserved`: every static host port of the stack file, never handed out dynamically.
+        `missing`: hosts not given that hold stateful units (docs/placement.md "Held"): eligible
+        for nothing, like drained ones, but present so the units held there keep their host."""
+        self.hosts = sorted(list(hosts) + list(missing), key=lambda h: h.name)
         self.names = [h.name for h in self.hosts]
-        self.drained = [bool(getattr(h, "drain", False)) for h in self.hosts]
+        gone = {h.name for h in missing}
+        self.missing = [h.name in gone for h in self.hosts]
+        self.given = len(self.hosts) - len(gone)
+        self.drained = [bool(getattr(h, "drain", False)) or self.missing[i] for i, h in enumerate(self.hosts)]
+        self.reserved = frozenset(reserved)
+        self._reserved_in: t.Dict[t.Tuple[str, int, int], int] = {}
         self.index = {name: i for i, name in enumerate(self.names)}
         self.cap_cpu = [_capacity(h, "cpus") for h in self.hosts]
         self.cap_mem = [_capacity(h, "memory_mb") for h in self.hosts]
@@ -73,23 +92,77 @@ class HostTable:
             return False
         if shape.ports and not self.ports[i].isdisjoint(shape.ports):
             return False
+        if shape.needs and self.short_range(i, shape.needs) is not None:
+            return False
         mine = self.placed[i].get(deploy)
         if mine and instance not in mine and (exclusive or len(mine) >= max_per_host):
             return False
         return True
 
-    def add(self, i: int, shape: Shape, deploy: str, instance: str, counted: bool = True) -> None:
+    def free_in_range(self, i: int, protocol: str, low: int, high: int, need: int = 0) -> int:
+        """Ports of low-high/protocol host i can still hand out (a lower bound of `need` or more
+        is returned without counting exactly: the common case, a range far from full, is O(1))."""
+        slot = (protocol, low, high)
+        reserved = self._reserved_in.get(slot)
+        if reserved is None:
+            reserved = self._reserved_in[slot] = sum(1 for p, pr in self.reserved if pr == protocol and low <= p <= high)
+        size = high - low + 1 - reserved
+        used = self.ports[i]
+        if size - len(used) >= need > 0:
+            return size - len(used)
+        return size - sum(1 for p, pr in used if pr == protocol and low <= p <= high and (p, pr) not in self.reserved)
+
+    def short_range(self, i: int, needs: t.Sequence[t.Tuple[t.Tuple[str, int, int], int]]) -> t.Optional[t.Tuple[str, int, int]]:
+        """The first (protocol, low, high) range host i has too few free ports in for `needs`, or None."""
+        for (protocol, low, high), need in needs:
+            if self.free_in_range(i, protocol, low, high, need) < need:
+                return (protocol, low, high)
+        return None
+
+    def allocate(self, i: int, shape: Shape, prefer: t.Sequence[t.Optional[int]] = ()) -> t.Tuple[int, ...]:
+        """Host ports for the unit's dynamic ports on host i, in `shape.dynamic` order: the
+        preferred one (its port of the previous plan) when it is in range and free, else the
+        lowest free port of its range. Deterministic; the caller checked `fits`."""
+        used, reserved = self.ports[i], self.reserved
+        chosen: t.List[t.Optional[int]] = [None] * len(shape.dynamic)
+        taken: t.Set[t.Tuple[int, str]] = set()
+        for n, (_name, port, (low, high)) in enumerate(shape.dynamic):
+            want = prefer[n] if n < len(prefer) else None
+            slot = (want, port.protocol)
+            if want is not None and low <= want <= high and slot not in used and slot not in reserved and slot not in taken:
+                chosen[n] = want
+                taken.add(slot)  # type: ignore[arg-type]
+        for n, (_name, port, (low, high)) in enumerate(shape.dynamic):
+            if chosen[n] is None:
+                number = low
+                while (number, port.protocol) in used or (number, port.protocol) in reserved or (number, port.protocol) in taken:
+                    number += 1
+                if number > high:  # only when the caller did not check fits
+                    raise ValueError("host_port_range %d-%d/%s is exhausted on %s" % (low, high, port.protocol, self.names[i]))
+                chosen[n] = number
+                taken.add((number, port.protocol))
+        return tuple(t.cast(int, n) for n in chosen)
+
+    def add(self, i: int, shape: Shape, deploy: str, instance: str, counted: bool = True,
+            prefer: t.Sequence[t.Optional[int]] = ()) -> t.Tuple[int, ...]:
+        """Reserve the unit on host i; returns the host ports chosen for its dynamic ports."""
         self.free_cpu[i] -= shape.milli_cpus
         self.free_mem[i] -= shape.memory_mb
         if shape.ports:
             self.ports[i].update(shape.ports)
+        dynamic: t.Tuple[int, ...] = ()
+        if shape.dynamic:
+            dynamic = self.allocate(i, shape, prefer)
+            self.ports[i].update((number, shape.dynamic[n][1].protocol) for n, number in enumerate(dynamic))
         mine = self.placed[i].setdefault(deploy, {})
         mine[instance] = mine.get(instance, 0) + 1
         self.containers[i] += len(shape.services)
         self.counted[i] += counted
         self.version[i] += 1
+        return dynamic
 
-    def remove(self, i: int, shape: Shape, deploy: str, instance: str, counted: bool = True) -> None:
+    def remove(self, i: int, shape: Shape, deploy: str, instance: str, counted: bool = True,
+               dynamic: t.Sequence[int] = ()) -> None:
         """Undo one `add` (rebalance moves a kept unit)."""
         self.free_cpu[i] += shape.milli_cpus
         self.free_mem[i] += shape.memory_mb
@@ -101,6 +174,8 @@ class HostTable:
             del self.placed[i][deploy]
         if shape.ports:
             self.ports[i].difference_update(shape.ports)  # one unit per port per host: nobody else holds them
+        if dynamic:
+            self.ports[i].difference_update((number, shape.dynamic[n][1].protocol) for n, number in enumerate(dynamic))
         self.containers[i] -= len(shape.services)
         self.counted[i] -= counted
         self.version[i] += 1
@@ -159,3 +234,12 @@ def fmt_cpus(milli: int) -> str:
 
 def fmt_ports(ports: t.Iterable[t.Tuple[int, str]]) -> str:
     return ",".join("%d/%s" % p for p in sorted(ports))
+
+
+def fmt_range(protocol: str, low: int, high: int) -> str:
+    return "%d-%d/%s" % (low, high, protocol)
+
+
+def fmt_needs(needs: t.Iterable[t.Tuple[t.Tuple[str, int, int], int]]) -> str:
+    """`1 from 20000-32000/tcp`: a unit's dynamic ports per host_port_range."""
+    return ", ".join("%d from %s" % (n, fmt_range(*slot)) for slot, n in needs)

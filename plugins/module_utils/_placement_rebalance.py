@@ -41,7 +41,7 @@ class _Mover:
             if r.deploy.is_global or r.deploy.host:
                 continue
             for u in r.units:
-                if u.kept and u.host >= 0:
+                if u.kept and u.host >= 0 and not u.hold:  # a held (stateful) unit never moves
                     self.on.setdefault(u.host, []).append((key, u))
         for units in self.on.values():
             units.sort(key=lambda du: (-rules[du[0]].order, [(-a, b, c) for a, b, c in natural_key(du[1].key)]))
@@ -92,8 +92,8 @@ class _Mover:
         """Move `u` to host `j`; a moved unit is no longer movable (each moves once) unless
         this undoes its move (then it is movable from `j` again)."""
         table, r, s = self.table, self.rules[key], u.host
-        table.remove(s, u.shape, key, u.instance)
-        table.add(j, u.shape, key, u.instance)
+        table.remove(s, u.shape, key, u.instance, dynamic=u.ports)
+        u.ports = table.add(j, u.shape, key, u.instance, prefer=u.ports)
         if r.deploy.spread:
             counts = self._counts(key, r, u.shape)
             source, target = self._group(r, s), self._group(r, j)

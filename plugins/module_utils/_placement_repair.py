@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import typing as t
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import HostTable, fmt_ports, natural_key
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import HostTable, fmt_ports, fmt_range, natural_key
 
 
 def movable(rules: t.Mapping[str, t.Any]) -> t.Dict[int, t.List[t.Tuple[str, t.Any]]]:
-    """Host index -> (deploy key, unit) of the kept units a repair may move."""
+    """Host index -> (deploy key, unit) of the kept units a repair may move (never a held,
+    stateful one: docs/placement.md "Held")."""
     on: t.Dict[int, t.List[t.Tuple[str, t.Any]]] = {}
     for key, r in rules.items():
         if r.deploy.is_global or r.deploy.host:
             continue
         for u in r.units:
-            if u.kept and u.host >= 0:
+            if u.kept and u.host >= 0 and not u.hold:
                 on.setdefault(u.host, []).append((key, u))
     return on
 
@@ -44,6 +45,7 @@ def candidates(table: HostTable, rules: t.Mapping[str, t.Any], failures: t.Seque
         for i in hosts:
             name = table.names[i]
             short = table.free_cpu[i] < need_cpu or table.free_mem[i] < need_mem
+            exhausted = {slot for slot, n in unit.shape.needs if table.free_in_range(i, *slot, need=n) < n} if unit.shape.needs else ()
             mine = table.placed[i].get(key)
             limit = bool(mine) and unit.instance not in mine and (r.exclusive or len(mine) >= r.max_per_host)
             for other, u in on.get(i, ()):
@@ -62,6 +64,9 @@ def candidates(table: HostTable, rules: t.Mapping[str, t.Any], failures: t.Seque
                     kind, clause = 0, "to make room for %s on %s (%s conflicts with %s)" % (what, name, key, other)
                 elif unit.shape.ports and not unit.shape.ports.isdisjoint(u.shape.ports):
                     kind, clause = 1, "to free port %s on %s for %s" % (fmt_ports(unit.shape.ports & u.shape.ports), name, what)
+                elif exhausted and any(slot in exhausted for slot, _n in u.shape.needs):
+                    kind, clause = 1, "to free a port of host_port_range %s on %s for %s" % (
+                        ", ".join(fmt_range(*slot) for slot, _n in u.shape.needs if slot in exhausted), name, what)
                 elif short and (u.shape.milli_cpus or u.shape.memory_mb):
                     alone = (table.free_cpu[i] + u.shape.milli_cpus >= need_cpu
                              and table.free_mem[i] + u.shape.memory_mb >= need_mem)

@@ -21,14 +21,15 @@ _ROOT = re.compile(r"\s*(cluster|instance|deploy)(?![A-Za-z0-9_])")
 _FORMS = (
     (re.compile(r"cluster"), lambda m: ("cluster",)),
     (re.compile(r"instance\.(id|index|host|address)"), lambda m: ("instance", m.group(1))),
-    (re.compile(r"instance\.services\.(%s)\.(host|name)" % _NAME), lambda m: ("sibling", m.group(1), m.group(2))),
+    (re.compile(r"instance\.services\.(%s)\.(host|name|port)" % _NAME), lambda m: ("sibling", m.group(1), m.group(2))),
     (re.compile(r"deploy\.(%s)\.(%s)\.addresses" % (_NAME, _NAME)), lambda m: ("addresses", m.group(1), m.group(2))),
 )
 
 #: The accepted forms, for error messages and docs.
 SYNTAX = ("{{ cluster }}", "{{ instance.id }}", "{{ instance.index }}", "{{ instance.host }}",
           "{{ instance.address }}", "{{ instance.services.<service>.host }}",
-          "{{ instance.services.<service>.name }}", "{{ deploy.<key>.<service>.addresses }}")
+          "{{ instance.services.<service>.name }}", "{{ instance.services.<service>.port }}",
+          "{{ deploy.<key>.<service>.addresses }}")
 
 #: A parsed reference: ("cluster",), ("instance", field), ("sibling", service, field)
 #: or ("addresses", deploy_key, service).

@@ -18,9 +18,9 @@ import typing as t
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _refs
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _spec_checks as checks
-from ansible_collections.stackfleet.cluster.plugins.module_utils._model import STRATEGIES, Deploy, Host, Resources, Service, Spec
+from ansible_collections.stackfleet.cluster.plugins.module_utils._model import DEFAULT_HOST_PORT_RANGE, STRATEGIES, Deploy, Host, Resources, Service, Spec
 from ansible_collections.stackfleet.cluster.plugins.module_utils._spec_checks import NAME, SpecError
-from ansible_collections.stackfleet.cluster.plugins.module_utils._spec_service import load_service
+from ansible_collections.stackfleet.cluster.plugins.module_utils._spec_service import load_service, parse_host_port_range
 from ansible_collections.stackfleet.cluster.plugins.module_utils._units import parse_cpus, parse_duration, parse_memory, show
 
 try:
@@ -38,7 +38,7 @@ __all__ = ("NAME", "SpecError", "load_file", "load_text", "load_data", "load_hos
 
 #: Host names end up in global instance ids and so in container names.
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
-TOP_KEYS = ("cluster", "strategy", "services", "stacks", "deploy")
+TOP_KEYS = ("cluster", "strategy", "services", "stacks", "deploy", "host_port_range")
 STACK_KEYS = ("services", "colocate")
 DEPLOY_KEYS = ("count", "global", "constraint", "conflicts", "max_per_host", "spread", "host", "affinity", "update")
 UPDATE_KEYS = ("parallelism",)
@@ -189,11 +189,14 @@ def _build(errs: checks.Errors, data: t.Any) -> Spec:
     if strategy not in STRATEGIES:
         errs.add("strategy", "expected one of %s, got %s%s" % (", ".join(STRATEGIES), show(strategy), checks.suggest(strategy, STRATEGIES)))
 
+    host_port_range = DEFAULT_HOST_PORT_RANGE
+    if "host_port_range" in top:
+        host_port_range = parse_host_port_range(errs, "host_port_range", top["host_port_range"])
     services = {}
     raw_services = checks.mapping(errs, "services", top.get("services") or {})
     for name, raw in (raw_services or {}).items():
         if checks.name(errs, checks.join("services", name), name, "a service name"):
-            service = load_service(errs, name, raw)
+            service = load_service(errs, name, raw, host_port_range)
             if service is not None:
                 services[name] = service
     service_names = list((raw_services or {}).keys())
@@ -392,7 +395,7 @@ def _check_references(errs: checks.Errors, services: t.Mapping[str, Service], de
     for service in services.values():
         for path, refs, in_volume in _service_references(errs, service):
             for ref in refs:
-                _check_reference(errs, path, ref, service.name, in_volume, deploys, service_names, declared)
+                _check_reference(errs, path, ref, service.name, in_volume, deploys, service_names, declared, services)
 
 
 def _service_references(errs: checks.Errors, service: Service) -> t.Iterator[t.Tuple[str, t.List[_refs.Ref], bool]]:
@@ -412,7 +415,8 @@ def _service_references(errs: checks.Errors, service: Service) -> t.Iterator[t.T
 
 
 def _check_reference(errs: checks.Errors, path: str, ref: _refs.Ref, service: str, in_volume: bool,
-                     deploys: t.Mapping[str, Deploy], service_names: t.Sequence[str], declared: t.Sequence[str]) -> None:
+                     deploys: t.Mapping[str, Deploy], service_names: t.Sequence[str], declared: t.Sequence[str],
+                     services: t.Mapping[str, Service]) -> None:
     text = _refs.render(ref)
     if in_volume and ref not in _VOLUME_REFS:
         errs.add(path, "'%s' cannot be used in a volume source; only {{ cluster }}, {{ instance.id }} and {{ instance.index }}"
@@ -427,6 +431,10 @@ def _check_reference(errs: checks.Errors, path: str, ref: _refs.Ref, service: st
             if sibling not in deploy.services:
                 errs.add(path, "'%s' needs service '%s' in the same instance, but deploy '%s' runs only %s"
                          % (text, sibling, deploy.key, ", ".join(deploy.services)))
+        target = services.get(sibling)
+        if ref[2] == "port" and target is not None and not any(p.host_port is not None or p.dynamic for p in target.ports):
+            errs.add(path, "'%s': service '%s' publishes no host port; give it one such as 'auto:%d' or '8080:80'"
+                     % (text, sibling, target.ports[0].container_port if target.ports else 80))
     elif ref[0] == "addresses":
         key, member = ref[1], ref[2]
         if key in declared and key not in deploys:

@@ -17,11 +17,13 @@ import typing as t
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _refs, _secrets
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _spec_checks as checks
-from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Port, Resources, Service
+from ansible_collections.stackfleet.cluster.plugins.module_utils._model import DEFAULT_HOST_PORT_RANGE, Port, Resources, Service
 from ansible_collections.stackfleet.cluster.plugins.module_utils._units import parse_cpus, parse_duration, parse_memory, show
 
 SERVICE_KEYS = ("image", "command", "entrypoint", "env", "ports", "volumes", "labels", "restart", "network_mode",
-                "resources", "healthcheck", "pull")
+                "resources", "healthcheck", "pull", "host_port_range", "stateful")
+#: The host part of a port entry that asks the planner for a host port (`auto:80`).
+AUTO = "auto"
 #: Image pull policies (`pull:` of a service; absent = the containers module's own `pull` option).
 PULL_POLICIES = ("missing", "always", "never")
 RESOURCE_KEYS = ("cpus", "memory")
@@ -38,7 +40,9 @@ _RESERVED_LABEL_PREFIX = "io.stackfleet."
 _DOCKER_MIN_MEMORY_MB = 6
 
 
-def load_service(errs: checks.Errors, name: str, raw: t.Any) -> t.Optional[Service]:
+def load_service(errs: checks.Errors, name: str, raw: t.Any,
+                 host_port_range: t.Tuple[int, int] = DEFAULT_HOST_PORT_RANGE) -> t.Optional[Service]:
+    """`host_port_range`: the file's top-level range, used when the service sets none."""
     path = checks.join("services", name)
     before = len(errs.messages)
     body = checks.mapping(errs, path, raw, SERVICE_KEYS, what="a mapping with at least image")
@@ -70,9 +74,25 @@ def load_service(errs: checks.Errors, name: str, raw: t.Any) -> t.Optional[Servi
     }
     if "pull" in body:  # only when given: absent, the containers module's option decides
         config["pull"] = _pull(errs, checks.join(path, "pull"), body["pull"])
+    if "host_port_range" in body:
+        host_port_range = parse_host_port_range(errs, checks.join(path, "host_port_range"), body["host_port_range"])
+    stateful = bool(checks.boolean(errs, checks.join(path, "stateful"), body["stateful"])) if "stateful" in body else False
     if len(errs.messages) != before:
         return None
-    return Service(name=name, image=image, resources=resources, ports=tuple(ports), config=config)
+    return Service(name=name, image=image, resources=resources, ports=tuple(ports), config=config,
+                   host_port_range=host_port_range, stateful=stateful)
+
+
+def parse_host_port_range(errs: checks.Errors, path: str, value: t.Any) -> t.Tuple[int, int]:
+    """`"20000-32000"` → (20000, 32000); the default range after reporting a bad value."""
+    match = _PORT_PART.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match and match.group(2):
+        low, high = int(match.group(1)), int(match.group(2))
+        if 1 <= low <= high <= 65535:
+            return (low, high)
+    errs.add(path, "expected a host port range 'low-high' with 1 <= low <= high <= 65535, such as '20000-32000', got %s"
+             % show(value))
+    return DEFAULT_HOST_PORT_RANGE
 
 
 def _command(errs: checks.Errors, path: str, value: t.Any) -> t.Optional[t.List[str]]:
@@ -170,7 +190,8 @@ def _network_mode(errs: checks.Errors, path: str, value: t.Any) -> t.Optional[st
 
 def _parse_port(value: t.Any, network_mode: t.Optional[str]) -> t.List[Port]:
     """One `ports` entry → Ports (a range gives several). Raises ValueError."""
-    expected = "expected 'host:container[/proto]', 'container[/proto]' or 'ip:host:container[/proto]'"
+    expected = ("expected 'host:container[/proto]', 'container[/proto]', 'ip:host:container[/proto]' or 'auto:container[/proto]'"
+                " (a host port the planner chooses)")
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
@@ -196,6 +217,8 @@ def _parse_port(value: t.Any, network_mode: t.Optional[str]) -> t.List[Port]:
             raise ValueError("invalid host IP %s in %s" % (show(host_ip), show(value)))
     if len(parts) not in (1, 2):
         raise ValueError("%s, got %s" % (expected, show(value)))
+    if len(parts) == 2 and parts[0] == AUTO:
+        return [_dynamic_port(value, parts[1], protocol, host_ip, network_mode)]
     ranges = []
     for part in parts:
         match = _PORT_PART.fullmatch(part)
@@ -218,6 +241,23 @@ def _parse_port(value: t.Any, network_mode: t.Optional[str]) -> t.List[Port]:
             for i, c in enumerate(container)]
 
 
+def _dynamic_port(value: t.Any, container: str, protocol: str, host_ip: str, network_mode: t.Optional[str]) -> Port:
+    """`auto:80`: one container port published on a host port the planner chooses."""
+    if network_mode == "host":
+        raise ValueError("with network_mode host the container listens on the host's port itself, so the host port must"
+                         " equal the container port; 'auto' cannot choose one, got %s" % show(value))
+    match = _PORT_PART.fullmatch(container)
+    if not match:
+        raise ValueError("expected 'auto:container[/proto]' with one container port such as 'auto:80', got %s" % show(value))
+    if match.group(2):
+        raise ValueError("'auto' takes one container port, not a range, got %s; write one 'auto:<port>' entry per port"
+                         % show(value))
+    port = int(match.group(1))
+    if not 1 <= port <= 65535:
+        raise ValueError("ports must be 1-65535, got %s" % show(value))
+    return Port(container_port=port, protocol=protocol, host_port=None, host_ip=host_ip, dynamic=True)
+
+
 def _ports(errs: checks.Errors, path: str, value: t.Any, network_mode: t.Optional[str]) -> t.List[Port]:
     ports: t.List[Port] = []
     if value is None:
@@ -226,6 +266,7 @@ def _ports(errs: checks.Errors, path: str, value: t.Any, network_mode: t.Optiona
     if items and (network_mode == "none" or (network_mode or "").startswith("container:")):
         errs.add(path, "a container with network_mode %s cannot publish ports" % network_mode)
     used: t.Set[t.Tuple[int, str]] = set()
+    auto: t.Set[t.Tuple[int, str, str]] = set()
     for index, item in enumerate(items):
         item_path = "%s[%d]" % (path, index)
         for port in checks.parsed(errs, item_path, lambda v: _parse_port(v, network_mode), item) or ():
@@ -233,6 +274,11 @@ def _ports(errs: checks.Errors, path: str, value: t.Any, network_mode: t.Optiona
                 errs.add(item_path, "host port %d/%s is used twice by this service" % port.host_key)
             elif port.host_key is not None:
                 used.add(port.host_key)
+            if port.dynamic and (port.container_port, port.protocol, port.host_ip) in auto:
+                errs.add(item_path, "container port %d/%s is published with 'auto' twice%s; one 'auto' entry per port"
+                         % (port.container_port, port.protocol, " on %s" % port.host_ip if port.host_ip else ""))
+            elif port.dynamic:
+                auto.add((port.container_port, port.protocol, port.host_ip))
             ports.append(port)
     # A stable order: reordering the file's list must not look like a changed container.
     return sorted(ports, key=lambda p: (p.container_port, p.protocol, p.host_ip, p.host_port or 0))
