@@ -26,6 +26,8 @@ run_stage() {
 lint() {
   ruff check plugins tests bench
   antsibull-changelog lint
+  yamllint --strict .          # .yamllint
+  ansible-lint --nocolor       # .ansible-lint: production profile, roles, playbooks, extensions, meta
 }
 unit() { HYPOTHESIS_PROFILE=ci pytest tests/unit -q -p no:cacheprovider -n 2 -rs; }
 sanity() { ./scripts/sanity.sh; }
