@@ -19,6 +19,9 @@ description:
     is set and a record exists, otherwise from the C(io.stackfleet.cluster) and C(io.stackfleet.instance) labels of the
     cluster's containers on the hosts that have a C(stackfleet_docker_host) variable (connection options from the
     hosts' C(stackfleet_docker_*) variables; an unreachable host is skipped with a warning), otherwise there is none.
+  - The host ports the planner chose for V(auto) ports are kept too (version 0.4.0), read from the etcd record's C(ports) or
+    from the C(io.stackfleet.ports) label of those containers. Stateful instances whose host is not in the inventory are
+    held there (C(stackfleet_placement) keeps them on it; they join no group).
   - Adds one group per deploy key (C(stackfleet_<deploy>)), per service (C(stackfleet_service_<service>)) and per
     stack (C(stackfleet_stack_<stack>)). Every character other than letters, digits and C(_) becomes C(_), so the
     deploy C(node-exporter) is the group C(stackfleet_node_exporter). Groups exist even when empty.
@@ -26,7 +29,8 @@ description:
     C(stackfleet_instances) (its placement keys) and C(stackfleet_containers) (its container documents, the same
     as RV(stackfleet.cluster.stack_plan#module:containers) returns for it). The group C(all) gets
     C(stackfleet_placement) (placement key to host name) and C(stackfleet_placement_source)
-    (V(etcd), V(docker) or V(none), the source of the previous placement).
+    (V(etcd), V(docker) or V(none), the source of the previous placement), and since 0.4.0 C(stackfleet_ports)
+    (the host ports of the plan, as RV(stackfleet.cluster.stack_plan#module:ports)).
   - Uses a YAML configuration file whose name ends with C(.stackfleet.yml) or C(.stackfleet.yaml).
 author:
   - stackfleet maintainers (@stackfleet)
@@ -349,7 +353,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _read_outside(self, spec, known, inline):
         """The previous placement and the registered machines, from etcd and Docker."""
         mode = self.get_option("previous_placement")
-        reads = {"format": CACHE_FORMAT, "previous": {}, "source": "none", "machines": [], "status": None}
+        reads = {"format": CACHE_FORMAT, "previous": {}, "ports": {}, "source": "none", "machines": [], "status": None}
         connections = dict(known)
         connections.update({name: extra for name, (_doc, extra) in inline.items()})
         listings = {}  # the one listing per engine, shared by the previous placement and the verdicts
@@ -368,13 +372,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                 if mode in ("auto", "etcd"):
                     record = _state.read_record(client, spec.cluster)
                     if record is not None:
-                        reads.update(previous=record.placement, source="etcd")
+                        reads.update(previous=record.placement, ports=record.ports, source="etcd")
             except (_etcd.EtcdError, _state.StateError) as exc:
                 raise AnsibleParserError("cannot read the state of cluster %s from etcd: %s" % (spec.cluster, exc))
         if reads["source"] == "none" and mode in ("auto", "docker"):
-            placement = self._previous_from_listings(spec, engines(warn_missing=mode == "docker"))
-            if placement is not None:
-                reads.update(previous=placement, source="docker")
+            found = self._previous_from_listings(spec, engines(warn_missing=mode == "docker"))
+            if found is not None:
+                reads.update(previous=found[0], ports=found[1], source="docker")
         if self.get_option("status"):
             read = engines(warn_missing=False)
             reads["status"] = {"rows": read["rows"], "errors": read["errors"]}
@@ -431,7 +435,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         return {"rows": rows, "errors": errors}
 
     def _previous_from_listings(self, spec, read):
-        """Placement from the labels of the cluster's containers, or None when no engine could be read."""
+        """(placement, ports) from the labels of the cluster's containers, or None when no engine could be read."""
         for name, error in sorted(read["errors"].items()):
             if name not in read["rows"] and not error.startswith("not read:"):
                 self.display.warning("stackfleet: skipping host %s for the previous placement: %s" % (name, error))
@@ -441,7 +445,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         placement, notes = _inventory.previous_from_labels(spec, labels_by_host)
         for note in notes:
             self.display.warning("stackfleet: %s" % note)
-        return placement
+        return placement, _inventory.previous_ports_from_labels(spec, placement, labels_by_host)
 
     # -- output -----------------------------------------------------------------------------
 
@@ -454,8 +458,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         hosts = self._validate_hosts(documents + machines, "hosts")
         previous = dict(reads["previous"])
         try:
-            placement = _placement.plan(spec, hosts, previous)
-            containers = _desired.render(spec, placement.assignments, hosts)
+            placement = _placement.plan(spec, hosts, previous, previous_ports=reads.get("ports") or {})
+            missing = [_spec.Host(name=name, labels={}, capacity=None) for name in placement.missing_hosts]
+            containers = _desired.render(spec, placement.assignments, hosts + missing, placement.ports)
         except (_placement.PlacementError, _spec.SpecError) as exc:
             raise AnsibleParserError(str(exc))
 
@@ -465,7 +470,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for doc in machines:
             self._add_host(doc["name"], doc, {})
         self.inventory.add_group(HOSTS_GROUP)
-        groups, warnings = _inventory.placement_groups(spec, placement.units.values())
+        # a unit held on a host that is not in the inventory (docs/placement.md "Held") joins no group
+        missing_names = set(placement.missing_hosts)
+        groups, warnings = _inventory.placement_groups(spec, (u for u in placement.units.values() if u.host not in missing_names))
         for warning in warnings:
             self.display.warning("stackfleet: %s" % warning)
         for group, members in groups.items():
@@ -477,7 +484,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         set_var = self.inventory.set_variable
         set_var("all", "stackfleet_placement", _inventory.untrusted(placement.assignments))
         set_var("all", "stackfleet_placement_source", reads["source"])
-        verdicts = self._add_status(spec, hosts, containers, placement.assignments, reads.get("status"))
+        set_var("all", "stackfleet_ports", _inventory.untrusted(placement.ports))
+        given = {h: docs for h, docs in containers.items() if h not in missing_names}
+        verdicts = self._add_status(spec, hosts, given, placement.assignments, reads.get("status"))
         strict = self.get_option("strict")
         for host in sorted(h.name for h in hosts):
             self.inventory.add_child(HOSTS_GROUP, host)

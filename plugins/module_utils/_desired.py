@@ -17,7 +17,7 @@ import json
 import typing as t
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _refs
-from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_PORTS, Deploy, Host, Spec, port_id
+from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_PORTS, Deploy, Host, Spec, port_id, ports_label
 from ansible_collections.stackfleet.cluster.plugins.module_utils._spec import SpecError
 
 #: Document fields that say where a container is or how it is rolled out, not what it is:
@@ -223,7 +223,7 @@ def _document(spec: Spec, unit: _Unit, name: str, resolve: t.Callable[[_refs.Ref
             if port.dynamic and port_id(config["ports"][n]) in chosen:
                 config["ports"][n]["host_port"] = chosen[port_id(config["ports"][n])]
         # read back by the inventory plugin's Docker path (the previous ports of a plan without etcd)
-        config["labels"][LABEL_PORTS] = ",".join("%s=%d" % (port_id(p), p["host_port"]) for p in published or () if p["dynamic"])
+        config["labels"][LABEL_PORTS] = ports_label(p for p in published or () if p["dynamic"])
     for field in ("command", "entrypoint"):
         if config.get(field) is not None:
             config[field] = [_refs.substitute(item, resolve) for item in config[field]]

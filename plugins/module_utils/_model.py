@@ -37,6 +37,30 @@ def port_id(port: t.Mapping[str, t.Any]) -> str:
     return "%s%d/%s" % (where, int(port["container_port"]), port.get("protocol") or "tcp")
 
 
+def ports_label(ports: t.Iterable[t.Mapping[str, t.Any]]) -> str:
+    """The LABEL_PORTS value: `80/tcp=20001,127.0.0.1:81/tcp=20002`."""
+    return ",".join("%s=%d" % (port_id(p), int(p["host_port"])) for p in ports)
+
+
+def parse_ports_label(text: str) -> t.List[t.Dict[str, t.Any]]:
+    """LABEL_PORTS back to [{container_port, protocol, host_ip, host_port}]; parts that do not parse
+    are skipped (a label is outside data: the planner then simply chooses a fresh port)."""
+    found = []
+    for part in (text or "").split(","):
+        where, _eq, host_port = part.strip().rpartition("=")
+        if where.startswith("["):  # [::1]:80/tcp
+            address, _sep, port = where[1:].partition("]:")
+        else:
+            address, _sep, port = where.rpartition(":")
+        number, _slash, protocol = port.partition("/")
+        try:
+            found.append({"container_port": int(number), "protocol": protocol or "tcp", "host_ip": address,
+                          "host_port": int(host_port)})
+        except ValueError:
+            continue
+    return found
+
+
 @dataclasses.dataclass(frozen=True)
 class Resources:
     """What one container reserves on its host. Zero means "not reserved"."""

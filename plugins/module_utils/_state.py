@@ -5,7 +5,7 @@
 
 Key layout (documented in docs/etcd.md; other tools may read it):
 
-    /stackfleet/<cluster>/placement   JSON {placement, spec_hash, updated_at, updated_by}
+    /stackfleet/<cluster>/placement   JSON {placement, spec_hash, updated_at, updated_by[, ports]}
     /stackfleet/<cluster>/lock        JSON {holder, since, lease_id, ttl}, attached to a lease
 
 Everything read back is data someone else wrote: it is parsed defensively and
@@ -75,6 +75,9 @@ class PlacementRecord(t.NamedTuple):
     spec_hash: str
     updated_at: str
     updated_by: str
+    #: 0.4: placement key -> service -> [{container_port, protocol, host_ip, host_port}] (stack_plan's
+    #: `ports`), so the next plan keeps the dynamic host ports; {} in records written before 0.4.
+    ports: t.Dict[str, t.Dict[str, t.List[t.Dict[str, t.Any]]]] = {}
 
 
 class LockRecord(t.NamedTuple):
@@ -123,21 +126,55 @@ def check_placement(placement: t.Any) -> t.Dict[str, str]:
     return {str(k): str(v) for k, v in placement.items()}
 
 
+_PORT_FIELDS = ("container_port", "protocol", "host_ip", "host_port")
+
+
+def check_ports(ports: t.Any) -> t.Dict[str, t.Dict[str, t.List[t.Dict[str, t.Any]]]]:
+    """The host ports of a plan (stack_plan's `ports`): placement key -> service -> list of
+    {container_port, protocol, host_ip, host_port}, ports as integers."""
+    if ports is None:
+        return {}
+    if not isinstance(ports, t.Mapping):
+        raise StateError("ports must be a mapping of placement key to service to a list of ports, got %s" % type(ports).__name__)
+    result: t.Dict[str, t.Dict[str, t.List[t.Dict[str, t.Any]]]] = {}
+    for key, services in ports.items():
+        if not isinstance(services, t.Mapping):
+            raise StateError("ports.%s must be a mapping of service to a list of ports" % key)
+        for service, entries in services.items():
+            if not isinstance(entries, (list, tuple)):
+                raise StateError("ports.%s.%s must be a list of ports" % (key, service))
+            checked = []
+            for entry in entries:
+                try:
+                    checked.append({"container_port": int(entry["container_port"]), "protocol": str(entry.get("protocol") or "tcp"),
+                                    "host_ip": str(entry.get("host_ip") or ""), "host_port": int(entry["host_port"])})
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    raise StateError("ports.%s.%s: expected entries with integer container_port and host_port, got %r"
+                                     % (key, service, entry))
+            result.setdefault(str(key), {})[str(service)] = checked
+    return result
+
+
 def decode_placement(raw: bytes, revision: int) -> PlacementRecord:
     try:
         doc = json.loads(raw.decode("utf-8"))
         if not isinstance(doc, dict):
             raise ValueError("not an object")
         placement = check_placement(doc.get("placement") or {})
+        ports = check_ports(doc.get("ports"))  # absent in records written before 0.4
     except (ValueError, UnicodeDecodeError, StateError) as err:
         raise StateError("the placement record at revision %d is not valid stackfleet JSON: %s" % (revision, err))
     return PlacementRecord(placement, revision, str(doc.get("spec_hash") or ""),
-                           str(doc.get("updated_at") or ""), str(doc.get("updated_by") or ""))
+                           str(doc.get("updated_at") or ""), str(doc.get("updated_by") or ""), ports)
 
 
-def encode_placement(placement: t.Mapping[str, str], spec_hash: str, updated_at: str, updated_by: str) -> str:
-    return json.dumps({"placement": dict(placement), "spec_hash": spec_hash, "updated_at": updated_at,
-                       "updated_by": updated_by}, sort_keys=True, separators=(",", ":"))
+def encode_placement(placement: t.Mapping[str, str], spec_hash: str, updated_at: str, updated_by: str,
+                     ports: t.Optional[t.Mapping[str, t.Any]] = None) -> str:
+    doc: t.Dict[str, t.Any] = {"placement": dict(placement), "spec_hash": spec_hash, "updated_at": updated_at,
+                               "updated_by": updated_by}
+    if ports:  # only when there are some: a record without published ports reads as before 0.4
+        doc["ports"] = dict(ports)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
 def read_record(client: EtcdClient, cluster: str) -> t.Optional[PlacementRecord]:
@@ -151,7 +188,7 @@ def record_result(cluster: str, record: t.Optional[PlacementRecord]) -> t.Dict[s
     if record is None:
         record = PlacementRecord({}, 0, "", "", "")
     return {"placement": record.placement, "revision": record.revision, "updated_at": record.updated_at,
-            "updated_by": record.updated_by, "spec_hash": record.spec_hash, "key": placement_key(cluster)}
+            "updated_by": record.updated_by, "spec_hash": record.spec_hash, "ports": record.ports, "key": placement_key(cluster)}
 
 
 def read_placement(client: EtcdClient, cluster: str) -> t.Tuple[t.Dict[str, str], int]:
@@ -162,31 +199,33 @@ def read_placement(client: EtcdClient, cluster: str) -> t.Tuple[t.Dict[str, str]
 
 def write_placement(client: EtcdClient, cluster: str, placement: t.Mapping[str, str],
                     expected_revision: t.Optional[int] = None, spec_hash: str = "", updated_by: str = "",
-                    check_mode: bool = False) -> t.Tuple[PlacementRecord, t.Optional[PlacementRecord], bool]:
+                    check_mode: bool = False, ports: t.Optional[t.Mapping[str, t.Any]] = None
+                    ) -> t.Tuple[PlacementRecord, t.Optional[PlacementRecord], bool]:
     """Store `placement` with compare-and-swap; returns (new record, previous record, changed).
 
     `expected_revision` (0 = "must not exist yet") makes the write optimistic:
     RevisionConflict if the stored revision differs. Without it the write still
     cannot lose a concurrent update between our read and our write. Writing the
-    same placement and spec hash again changes nothing (updated_at stays).
+    same placement, spec hash and ports again changes nothing (updated_at stays).
     """
     placement = check_placement(placement)
+    ports = check_ports(ports)
     key = placement_key(cluster)
     previous = read_record(client, cluster)
     current_rev = previous.revision if previous else 0
     if expected_revision is not None and expected_revision != current_rev:
         raise RevisionConflict(cluster, expected_revision, current_rev)
-    if previous and previous.placement == placement and previous.spec_hash == (spec_hash or ""):
+    if previous and previous.placement == placement and previous.spec_hash == (spec_hash or "") and previous.ports == ports:
         return previous, previous, False
     updated_at = utc_now()
     if check_mode:
-        return PlacementRecord(placement, current_rev, spec_hash or "", updated_at, updated_by), previous, True
-    value = encode_placement(placement, spec_hash or "", updated_at, updated_by)
+        return PlacementRecord(placement, current_rev, spec_hash or "", updated_at, updated_by, ports), previous, True
+    value = encode_placement(placement, spec_hash or "", updated_at, updated_by, ports)
     ok, revision, responses = client.txn([txn_compare(key, "MOD", current_rev)], [txn_put(key, value)], [txn_range(key)])
     if not ok:
         kvs = txn_range_kvs(responses[0]) if responses else []
         raise RevisionConflict(cluster, current_rev, kvs[0].mod_revision if kvs else 0)
-    return PlacementRecord(placement, revision, spec_hash or "", updated_at, updated_by), previous, True
+    return PlacementRecord(placement, revision, spec_hash or "", updated_at, updated_by, ports), previous, True
 
 
 # ---------------------------------------------------------------- lock

@@ -26,6 +26,12 @@ description:
     If no plan exists, the error names the rule and the instances that block it.
   - A host document with C(drain=true) receives no instance; the instances placed there move.
   - With O(rebalance), at most O(rebalance.max_moves) kept instances move to improve spread or packing.
+  - Port entries such as V(auto:80) get a host port chosen from the service's C(host_port_range), reserved
+    on the instance's host like a static one; an instance that stays on its host keeps its ports when
+    O(previous_ports) is given. RV(ports) returns them (version 0.4.0).
+  - An instance with a C(stateful=true) service is never moved (repair, rebalance, or because its host
+    is missing, drained or no longer eligible) unless its id is in O(allow_move); it is held on its
+    host and listed in RV(held) (version 0.4.0).
   - Changes nothing anywhere. It returns the placement and, per host, the container
     documents that M(stackfleet.cluster.containers) converges.
   - An invalid stack file or an infeasible request fails with every problem at once,
@@ -89,6 +95,25 @@ options:
         description: At most this many kept instances (placement keys) move.
         type: int
         required: true
+  previous_ports:
+    description:
+      - The host ports of the previous run, in the shape of RV(ports) (placement key to service to a list of
+        C(container_port), C(protocol), C(host_ip), C(host_port)).
+      - An instance that stays on its host keeps the host ports of its V(auto) ports; one that moves
+        tries the same numbers on its new host. Entries that do not match a dynamic port are ignored.
+      - Usually read from the etcd state store with M(stackfleet.cluster.stack_state_info) (RV(stackfleet.cluster.stack_state_info#module:ports)).
+    type: dict
+    default: {}
+    version_added: 0.4.0
+  allow_move:
+    description:
+      - Instance ids (for example V(lamp-3)) or placement keys whose stateful services may move to another host.
+      - Without it, an instance with a C(stateful=true) service stays on its previous host even when that host is
+        missing, drained or no longer eligible (RV(held)); its data volume is on that host and does not follow a move.
+    type: list
+    elements: str
+    default: []
+    version_added: 0.4.0
 notes:
   - Values taken from the stack file are data, never templates. Sibling references such as
     C({{ instance.services.mysql.host }}) are resolved by stackfleet's own restricted resolver,
@@ -231,8 +256,53 @@ removed:
   type: list
   elements: str
   sample: ["lamp-6"]
+ports:
+  description:
+    - Placement key to service to the host ports it publishes, static and V(auto) (with the host port chosen),
+      for the instances that publish any. Pass it back as O(previous_ports) (the role stores it in etcd with the placement).
+  returned: success
+  type: dict
+  version_added: 0.4.0
+  sample:
+    lamp-1:
+      web: [{container_port: 80, protocol: tcp, host_ip: "", host_port: 20000}]
+      mysql: [{container_port: 3306, protocol: tcp, host_ip: "", host_port: 20001}]
+held:
+  description:
+    - Instances with a stateful service that stay on their previous host although it is missing (V(host-missing)),
+      drained (V(drained)) or no longer eligible (V(ineligible)), sorted by key. They keep their host in RV(placement)
+      and their ports; for a missing host, RV(containers) has that host's documents too.
+    - C(why) names the instance, the host, the reason and the two choices (wait for the host, or move it with
+      O(allow_move) accepting that its data does not follow).
+  returned: success
+  type: list
+  elements: dict
+  version_added: 0.4.0
+  contains:
+    key:
+      description: The placement key.
+      type: str
+    host:
+      description: The host it is held on.
+      type: str
+    reason:
+      description: Why it could not stay there otherwise.
+      type: str
+      choices: [host-missing, drained, ineligible]
+    why:
+      description: One sentence.
+      type: str
+  sample:
+    - key: lamp-3
+      host: node-3
+      reason: host-missing
+      why: "lamp-3 stays on node-3 because node-3 is not among the given hosts (down or removed) and it runs a stateful service
+        whose data is there: wait for node-3, or move it with allow_move (-e stackfleet_allow_move=lamp-3), accepting that its
+        data does not follow."
 summary:
-  description: A short human summary of the plan; since 0.3.0 it ends with the moves (key, from, to, reason), the first 20 by name.
+  description:
+    - A short human summary of the plan; since 0.3.0 it ends with the moves (key, from, to, reason), the first 20 by name.
+    - Since 0.4.0 it then lists the held instances (key, host, reason).
   returned: success
   type: str
   sample: "8 units on 3 hosts (lamp 5 on 3 hosts, agent 3 on 3 hosts); moved 1, added 0, removed 0; moves: lamp-2 node-4 -> node-1 (host-missing)"
@@ -267,6 +337,8 @@ def main():
             previous_placement=dict(type="dict", default={}),
             scale=dict(type="dict", default={}),
             rebalance=dict(type="dict", options=dict(max_moves=dict(type="int", required=True))),
+            previous_ports=dict(type="dict", default={}),
+            allow_move=dict(type="list", elements="str", default=[]),
         ),
         mutually_exclusive=[("stack_file", "stack")],
         required_one_of=[("stack_file", "stack")],
@@ -284,8 +356,10 @@ def main():
         rebalance = module.params["rebalance"]
         if rebalance is not None and rebalance["max_moves"] < 0:
             module.fail_json(msg="rebalance.max_moves: expected 0 or more, got %d" % rebalance["max_moves"])
-        placement = _placement.plan(spec, hosts, previous, rebalance=rebalance)
-        containers = _desired.render(spec, placement.assignments, hosts)
+        placement = _placement.plan(spec, hosts, previous, rebalance=rebalance, previous_ports=module.params["previous_ports"],
+                                    allow_move=module.params["allow_move"])
+        missing = [_spec.Host(name=name, labels={}, capacity=None) for name in placement.missing_hosts]
+        containers = _desired.render(spec, placement.assignments, list(hosts) + missing, placement.ports)
     except (_spec.SpecError, _placement.PlacementError) as exc:
         module.fail_json(msg=str(exc), errors=list(exc.errors))
 
@@ -299,6 +373,8 @@ def main():
         added=placement.added,
         removed=placement.removed,
         summary=placement.summary(),
+        ports=placement.ports,
+        held=[h.as_dict() for h in placement.held],
     )
     if module._diff:
         result["diff"] = dict(before=dict(sorted(previous.items())), after=placement.assignments,

@@ -49,6 +49,14 @@ options:
       - Write only if the stored record still has this revision (RV(stackfleet.cluster.stack_state_info#module:revision)
         of an earlier read); V(0) means "only if there is no record yet". The task fails on a mismatch and writes nothing.
     type: int
+  ports:
+    description:
+      - The host ports of the plan, as M(stackfleet.cluster.stack_plan) returns them (RV(stackfleet.cluster.stack_plan#module:ports)),
+        stored with the placement so that the next plan keeps each instance's dynamic (V(auto)) host ports.
+      - Left empty, the record has no C(ports) field, as records written before 0.4.0.
+    type: dict
+    default: {}
+    version_added: 0.4.0
 author:
   - stackfleet maintainers (@stackfleet)
 """
@@ -63,6 +71,7 @@ EXAMPLES = r"""
   stackfleet.cluster.stack_state:
     cluster: prod
     placement: "{{ plan.placement }}"
+    ports: "{{ plan.ports }}"
     spec_hash: "{{ plan.spec_hash }}"
     expected_revision: "{{ previous.revision }}"
 """
@@ -91,6 +100,12 @@ spec_hash:
   description: The stack file hash stored with it.
   returned: always
   type: str
+ports:
+  description: The stored host ports (placement key to service to a list of ports); empty when the record has none.
+  returned: always
+  type: dict
+  version_added: 0.4.0
+  sample: {lamp-1: {web: [{container_port: 80, protocol: tcp, host_ip: "", host_port: 20000}]}}
 key:
   description: The etcd key of the record.
   returned: always
@@ -125,6 +140,7 @@ def main() -> None:
         spec_hash=dict(type="str", default=""),
         updated_by=dict(type="str"),
         expected_revision=dict(type="int"),
+        ports=dict(type="dict", default={}),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -133,7 +149,7 @@ def main() -> None:
     try:
         record, previous, changed = write_placement(
             client_from_params(p), cluster, p["placement"], expected_revision=p["expected_revision"], spec_hash=p["spec_hash"],
-            updated_by=p["updated_by"] or default_writer(), check_mode=module.check_mode)
+            updated_by=p["updated_by"] or default_writer(), check_mode=module.check_mode, ports=p["ports"])
     except RevisionConflict as err:
         module.fail_json(msg=str(err), revision=err.current, expected_revision=err.expected)
     except StateError as err:

@@ -65,6 +65,15 @@ spec_hash:
   description: The stack file hash stored with it.
   returned: always
   type: str
+ports:
+  description:
+    - The host ports of the recorded plan (placement key to service to a list of C(container_port), C(protocol),
+      C(host_ip), C(host_port)); empty for records written before 0.4.0 or without published ports. Untrusted data from etcd.
+    - Pass it to M(stackfleet.cluster.stack_plan) as O(stackfleet.cluster.stack_plan#module:previous_ports).
+  returned: always
+  type: dict
+  version_added: 0.4.0
+  sample: {lamp-1: {web: [{container_port: 80, protocol: tcp, host_ip: "", host_port: 20000}]}}
 key:
   description: The etcd key of the record.
   returned: always

@@ -22,8 +22,10 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._model import (
     LABEL_CLUSTER,
     LABEL_DEPLOY,
     LABEL_INSTANCE,
+    LABEL_PORTS,
     LABEL_SERVICE,
     Spec,
+    parse_ports_label,
 )
 
 GROUP_PREFIX = "stackfleet_"
@@ -149,6 +151,25 @@ def previous_from_labels(spec: Spec, labels_by_host: t.Mapping[str, t.Iterable[t
             if owner != host:
                 notes.append("%s runs on both %s and %s; keeping it on %s" % (key, owner, host, owner))
     return placement, sorted(set(notes))
+
+
+def previous_ports_from_labels(spec: Spec, placement: t.Mapping[str, str],
+                               labels_by_host: t.Mapping[str, t.Iterable[t.Mapping[str, str]]]
+                               ) -> t.Dict[str, t.Dict[str, t.List[t.Dict[str, t.Any]]]]:
+    """The dynamic host ports of the previous plan (stack_plan's `previous_ports`) from the
+    io.stackfleet.ports label `_desired` writes on containers with `auto` ports, read only on the
+    host that `placement` (from `previous_from_labels`) keeps the key on."""
+    ports: t.Dict[str, t.Dict[str, t.List[t.Dict[str, t.Any]]]] = {}
+    for host in sorted(labels_by_host):
+        for labels in labels_by_host[host]:
+            if labels.get(LABEL_CLUSTER) != spec.cluster or not labels.get(LABEL_PORTS) or not labels.get(LABEL_INSTANCE):
+                continue
+            instance, service = labels[LABEL_INSTANCE], labels.get(LABEL_SERVICE) or ""
+            deploy = spec.deploys.get(labels.get(LABEL_DEPLOY) or "")
+            key = "%s.%s" % (instance, service) if deploy and deploy.is_stack and not deploy.colocate else instance
+            if placement.get(key) == host:
+                ports.setdefault(key, {})[service] = parse_ports_label(labels[LABEL_PORTS])
+    return ports
 
 
 def docker_options(variables: t.Mapping[str, t.Any]) -> t.Dict[str, t.Any]:
