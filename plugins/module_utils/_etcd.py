@@ -87,6 +87,9 @@ def client_from_params(params: t.Mapping[str, t.Any]) -> EtcdClient:
                       user=user, password=password, timeout=params.get("timeout") or 5.0)
 
 
+#: Seconds to wait for one member's status when telling a lost quorum from a slow network.
+QUORUM_PROBE_TIMEOUT = 2.0
+
 class EtcdError(Exception):
     """An error answered by etcd (`code` is the gRPC status code, 0 if unknown)."""
 
@@ -365,14 +368,47 @@ class EtcdClient:
             except (URLError, UrlsConnectionError, OSError) as err:  # socket timeouts are OSErrors
                 failures.append("%s: %s" % (base, _reason(err)))
                 if not idempotent and _timed_out(err):
-                    raise EtcdConnectionError("no answer from etcd, the request may have been applied: "
-                                              + "; ".join(failures), timed_out=True)
+                    raise EtcdConnectionError((self.quorum_lost(targets) or "") + "no answer from etcd, the request may have "
+                                              "been applied: " + "; ".join(failures), timed_out=True)
                 continue
             if not endpoint and base != self.endpoints[0]:
                 self.endpoints.remove(base)  # sticky: next call starts with the endpoint that worked
                 self.endpoints.insert(0, base)
             return result
-        raise EtcdConnectionError("cannot reach etcd: " + "; ".join(failures))
+        message = "cannot reach etcd: " + "; ".join(failures)
+        if any("timed out" in failure.lower() for failure in failures):
+            # A member that answers the TCP handshake but not the request: often no leader.
+            message = (self.quorum_lost(targets) or "") + message
+        raise EtcdConnectionError(message)
+
+    def quorum_lost(self, targets: t.Sequence[str]) -> t.Optional[str]:
+        """A sentence saying the cluster has no leader, when a member answers its status (a local
+        read that needs no quorum) with "no leader"; None when none says so."""
+        answering: t.List[str] = []
+        members: t.List[t.Mapping[str, t.Any]] = []
+        for base in targets:
+            try:
+                prefix = self._gateway_prefix(base)
+                status = self._http("POST", base + prefix + "/maintenance/status", {}, QUORUM_PROBE_TIMEOUT)
+                if not any("no leader" in str(e) for e in status.get("errors") or ()):
+                    return None  # a member with a leader: the failures are something else
+                answering.append(str((status.get("header") or {}).get("member_id", "")))
+                if not members:
+                    listed = self._http("POST", base + prefix + "/cluster/member/list", {}, QUORUM_PROBE_TIMEOUT)
+                    members = listed.get("members") or []
+            except (EtcdError, URLError, UrlsConnectionError, OSError, ValueError, AttributeError):
+                continue
+        if not answering:
+            return None
+        names = {str(m.get("ID")): str(m.get("name") or m.get("ID")) for m in members}
+        up = sorted(names.get(member, member) for member in answering)
+        down = sorted(name for member, name in names.items() if member not in answering)
+        total = len(names) or len(up)
+        return ("etcd has lost quorum: %d of %d members answer (%s) and none has a leader%s; nothing can be read or "
+                "written until %d of %d run again (start the stopped members: site.yml's etcd role restarts the members that "
+                "have data, docs/etcd.md \"Bootstrap\"). "
+                % (len(up), total, ", ".join(up), "; no answer from " + ", ".join(down) if down else "",
+                   total // 2 + 1, total))
 
     def _authenticate(self, base: str) -> None:
         if not self.user or self._token:
