@@ -1,7 +1,7 @@
 """A real multi-host lab on one machine: network namespaces on a bridge, each with
 its own dockerd (TLS on tcp://IP:2376) and optionally its own etcd member.
 
-    python3 tests/lab/lab.py up [--name sf] [--subnet 10.231.0.0/24] [--hosts 3] [--etcd] [--plain]
+    python3 tests/lab/lab.py up [--name sf] [--subnet 10.231.0.0/24] [--hosts 3] [--etcd] [--plain] [--images lamp]
     python3 tests/lab/lab.py status | down | stop-docker 2 | start-docker 2 | disconnect 2 | reconnect 2
 
 Run as root. Stdlib only, so it works before the project venv exists; tests import
@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lab_etcd  # noqa: E402
 import lab_images  # noqa: E402
 import lab_inventory  # noqa: E402
+import lab_lamp_images  # noqa: E402
 import lab_net  # noqa: E402
 import lab_procs  # noqa: E402
 import lab_tls  # noqa: E402
@@ -36,6 +37,8 @@ DOCKERD_STOP_TIMEOUT = 20.0
 ETCD_READY_TIMEOUT = 60.0
 # What a lab's state directory may hold; `down` refuses to delete a directory with anything else.
 STATE_ENTRIES = re.compile(r"^(h\d+|tls|images|inventory\.yml|lab\.json)$")
+# Image sets a lab loads only when asked (`images=("lamp",)`, `up --images lamp`): big, built from Debian packages.
+IMAGE_SETS = ("lamp",)
 
 
 class LabError(Exception):
@@ -84,13 +87,18 @@ class Host:
 
 
 class Lab:
-    def __init__(self, name="sf", subnet="10.231.0.0/24", hosts=3, etcd=False, plain=False, state_dir=None, python=None):
+    def __init__(self, name="sf", subnet="10.231.0.0/24", hosts=3, etcd=False, plain=False, state_dir=None, python=None, images=()):
         if not re.match(r"^[a-z][a-z0-9]{0,7}$", name):
             raise LabError("lab name %r: use 1-8 lowercase letters/digits, starting with a letter (it prefixes interface names)" % name)
         network = ipaddress.ip_network(subnet)
         if not 1 <= hosts <= min(50, network.num_addresses - 12):
             raise LabError("--hosts %d does not fit %s (host i gets .10+i)" % (hosts, subnet))
+        unknown = sorted(set(images) - set(IMAGE_SETS))
+        if unknown:
+            raise LabError("unknown image set(s) %s; known: %s" % (", ".join(unknown), ", ".join(IMAGE_SETS)))
         self.name = name
+        self.images = tuple(images)
+        self.image_load_seconds = {}
         self.subnet = str(network)
         self.etcd = etcd
         self.plain = plain
@@ -136,10 +144,13 @@ class Lab:
         for host in self.hosts:
             os.makedirs(host.dir, exist_ok=True)
             lab_net.ensure_host(host.name, host.veth, "%s/%d" % (host.address, self._network.prefixlen), self.bridge)
+            lab_net.ensure_container_egress(host.name, self.subnet)
         launched = [(host, self._launch_dockerd(host)) for host in self.hosts if not host.dockerd_pid()]
-        archives = lab_images.ensure_archives(self.images_dir)  # built while the daemons start
+        # Built while the daemons start; the LAMP archive is built once per machine and cached.
+        archives = lab_images.ensure_archives(self.images_dir)
+        lamp = lab_lamp_images.ensure_archive() if "lamp" in self.images else None
         self._each(lambda item: self._wait_dockerd(*item), launched)
-        self._each(lambda host: lab_images.ensure_images(host.engine, archives), self.hosts)
+        self._each(lambda host: self._ensure_images(host, archives, lamp), self.hosts)
         if self.etcd:
             recorded["etcd_token"] = self._ensure_etcd(recorded.get("etcd_token"))
         self._write_state(recorded)
@@ -147,6 +158,13 @@ class Lab:
             handle.write(lab_inventory.render(self))
         self.up_seconds = time.monotonic() - started
         return self
+
+    def _ensure_images(self, host, archives, lamp):
+        lab_images.ensure_images(host.engine, archives)
+        if lamp:
+            started = time.monotonic()
+            if lab_lamp_images.ensure_loaded(host.engine, lamp):
+                self.image_load_seconds[host.name] = time.monotonic() - started
 
     def _params(self):
         return {"name": self.name, "subnet": self.subnet, "hosts": len(self.hosts), "etcd": self.etcd, "plain": self.plain}
@@ -193,7 +211,9 @@ class Lab:
             "--config-file", config,
             "--data-root", host.data_root, "--exec-root", host.exec_root, "--pidfile", host.docker_pidfile,
             "-H", "unix://" + host.docker_socket, "-H", host.docker_url,
-            "--bridge", "none", "--iptables=false", "--ip-forward=false", "--ip-masq=false",
+            # The default bridge (docker0) publishes ports through docker-proxy; lab_net.ensure_container_egress
+            # lets its containers reach other hosts. dockerd itself never touches iptables.
+            "--iptables=false", "--ip-forward=false", "--ip-masq=false",
             "--cgroup-parent", host.name,
             # Separate containerd namespaces keep the daemons apart should a system containerd appear.
             "--containerd-namespace", host.name, "--containerd-plugins-namespace", host.name + "-plugins",
@@ -431,7 +451,7 @@ def _print_status(status):
 
 
 def _lab_from_args(args):
-    lab = Lab(args.name, args.subnet, args.hosts, args.etcd, args.plain, args.state_dir)
+    lab = Lab(args.name, args.subnet, args.hosts, args.etcd, args.plain, args.state_dir, images=args.images)
     recorded = os.path.join(lab.state_dir, "lab.json")
     if args.command != "up" and os.path.exists(recorded):
         # status/down/stop-docker act on the lab as it was brought up.
@@ -451,6 +471,9 @@ def main(argv=None):
     parser.add_argument("--etcd", action="store_true", help="also run a 3.4 etcd member per host (one TLS cluster)")
     parser.add_argument("--plain", action="store_true", help="plaintext Docker API on :2375 instead of TLS on :2376")
     parser.add_argument("--state-dir", help="default %s/<name>" % STATE_ROOT)
+    parser.add_argument("--images", action="append", default=[], choices=IMAGE_SETS,
+                        help="also load this image set into every host: lamp = local/mariadb:10.11, local/lamp-web:1, "
+                             "local/haproxy:2.6 (built once per machine, cached; see docs/lab.md)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         parser.error("run as root: the lab creates namespaces, a bridge and daemons")
@@ -470,7 +493,7 @@ def main(argv=None):
             return 0 if status["hosts"] and all(h["dockerd"] == "running" for h in status["hosts"]) else 1
         else:
             getattr(lab, args.command.replace("-", "_"))(args.host)
-    except (LabError, EngineError, lab_net.NetError, lab_tls.TLSError, TimeoutError) as exc:
+    except (LabError, EngineError, lab_net.NetError, lab_tls.TLSError, lab_lamp_images.BuildError, TimeoutError) as exc:
         print("lab.py %s: %s" % (args.command, exc), file=sys.stderr)
         if args.command == "up":
             print("the lab may be half-built: run `up` again to complete it or `down` to remove it", file=sys.stderr)

@@ -68,6 +68,11 @@ class Engine:
         status, _body = self._call("GET", "/images/%s/json" % urllib.parse.quote(ref, safe=":/"))
         return status == 200
 
+    def image_id(self, ref):
+        """The image's id (`sha256:...`), or None when the engine has no such image."""
+        status, data = self._call("GET", "/images/%s/json" % urllib.parse.quote(ref, safe=":/"))
+        return json.loads(data)["Id"] if status == 200 else None
+
     def images(self):
         return sorted(tag for image in self._json("GET", "/images/json") for tag in image.get("RepoTags") or [] if tag != "<none>:<none>")
 
@@ -80,6 +85,14 @@ class Engine:
         # The import answers 200 with a JSON progress stream; failures are an "error" line in it.
         if status != 200 or b'"error"' in data:
             raise EngineError("import of %s failed (%s): %s" % (ref, status, data.decode(errors="replace").strip()))
+
+    def load_images(self, tar_path):
+        """`docker load`: an archive of manifest.json, image configs and layer tars."""
+        with open(tar_path, "rb") as stream:
+            headers = {"Content-Type": "application/x-tar", "Content-Length": str(os.fstat(stream.fileno()).st_size)}
+            status, data = self._call("POST", "/images/load", {"quiet": "1"}, stream, headers, timeout=600)
+        if status != 200 or b'"error' in data:
+            raise EngineError("load of %s failed (%s): %s" % (tar_path, status, data.decode(errors="replace").strip()))
 
     def containers(self, label=None):
         query = {"all": "1"}

@@ -72,6 +72,18 @@ def ensure_host(netns, veth, address_cidr, bridge):
     sh("ip", "-n", netns, "link", "set", "lo", "up")
 
 
+def ensure_container_egress(netns, subnet):
+    """Lets containers on the host's Docker bridges reach other hosts: forwarding on, and
+    what leaves eth0 from a non-lab address (a bridge container's) masqueraded as the host.
+
+    The lab's dockerd runs with --iptables=false, so this is the namespace's only NAT rule;
+    published ports need none (docker-proxy). Both go away with the namespace."""
+    sh("ip", "netns", "exec", netns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+    rule = ["POSTROUTING", "-o", "eth0", "!", "-s", subnet, "-j", "MASQUERADE"]
+    if sh("ip", "netns", "exec", netns, "iptables", "-w", "-t", "nat", "-C", *rule, check=False).returncode != 0:
+        sh("ip", "netns", "exec", netns, "iptables", "-w", "-t", "nat", "-A", *rule)
+
+
 def delete_host(netns, veth):
     if netns in netns_list():
         sh("ip", "netns", "del", netns)
