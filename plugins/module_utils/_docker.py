@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import time
 import typing as t
 
@@ -50,6 +51,9 @@ except ImportError as exc:  # pragma: no cover - depends on the target's Python
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 #: How long a started container must stay up, without restarting, to count as running.
 SETTLE_SECONDS = 1.0
+#: How long a container that exited as if stopped (code 0 or 143) is checked against its engine:
+#: a dockerd shutting down stops its containers first and closes its API a moment later.
+ENGINE_GONE_GRACE = 3.0
 
 #: The connection options every stackfleet module that talks to Docker takes (doc fragment
 #: stackfleet.cluster.docker). `tls`/`validate_certs` have no default on purpose: "unset" and
@@ -66,6 +70,24 @@ CONNECTION_ARGSPEC = dict(
     api_version=dict(type="str", default="auto", aliases=["docker_api_version"], fallback=(env_fallback, ["DOCKER_API_VERSION"])),
     timeout=dict(type="int", default=60, fallback=(env_fallback, ["DOCKER_TIMEOUT"])),
 )
+
+
+_POOL_ERROR = re.compile(r"\b\w*ConnectionPool\(.*$")
+_REASONS = (re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)"), re.compile(r"(timed out\.?(?: \((?:connect|read) timeout=[\d.]+\))?)"),
+            re.compile(r"(certificate verify failed[^'\"()\]]*|bad certificate|wrong version number)"))
+
+
+def short_error(text: str) -> str:
+    """One line: urllib3's "HTTPSConnectionPool(...): Max retries exceeded ... (Caused by ...)" becomes
+    the socket's reason (Connection refused, No route to host, timed out, a TLS failure)."""
+    line = " ".join(str(text).split())
+    if _POOL_ERROR.search(line):
+        for pattern in _REASONS:
+            match = pattern.search(line)
+            if match:
+                line = _POOL_ERROR.sub(match.group(1).strip(), line)
+                break
+    return line if len(line) <= 400 else line[:397] + "..."
 
 
 class EngineError(Exception):
@@ -629,13 +651,31 @@ class Engine:
         status = state.get("Status")
         restarted = cid in up_since and up_since[cid][0] != state.get("StartedAt")
         if status in ("exited", "dead") or status == "restarting" or restarted:
+            code = state.get("ExitCode")
+            gone = self._stopped_answering(ENGINE_GONE_GRACE) if code in (0, 143) else None
+            if gone:
+                return ("the Docker engine at %s stopped answering while this container was starting: the engine went down "
+                        "and stopped it (exit code %s). Nothing else was changed on this host after that; the next run "
+                        "converges it once its engine answers (%s)" % (self.url, code, gone))
             logs = self.logs_tail(cid)
             return "exited with code %s%s%s" % (
-                state.get("ExitCode"), ": " + state["Error"] if state.get("Error") else "",
+                code, ": " + state["Error"] if state.get("Error") else "",
                 " (last output: %s)" % logs if logs else "")
         if wait == "healthy" and (state.get("Health") or {}).get("Status") == "unhealthy":
             return "unhealthy"
         return None
+
+    def _stopped_answering(self, seconds: float) -> t.Optional[str]:
+        """Why the engine stopped answering within `seconds` (pinged every 0.5 s), or None."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                self._call("ping", self.api.ping)
+            except EngineError as exc:
+                return short_error(str(exc))
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.5)
 
     @staticmethod
     def _is_up(cid: str, state: t.Mapping[str, t.Any], wait: str, up_since: t.Dict[str, t.Tuple[str, float]]) -> bool:

@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import threading
 import time
 import typing as t
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import (
+from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import (  # noqa: F401 - short_error is this module's API too
     CONNECTION_ARGSPEC,
     Engine,
     connect,
     resolve_endpoint,
+    short_error,
 )
 
 #: Default seconds one engine gets to answer a probe.
@@ -177,24 +177,6 @@ def probe(engines: t.Mapping[str, t.Optional[t.Mapping[str, t.Any]]], timeout: f
     return {"up": sorted(h for h, r in report.items() if r["up"]),
             "down": sorted(h for h, r in report.items() if not r["up"]),
             "engines": report}
-
-
-_POOL_ERROR = re.compile(r"\b\w*ConnectionPool\(.*$")
-_REASONS = (re.compile(r"\[Errno -?\d+\] ([^'\"()\]]+)"), re.compile(r"(timed out\.?(?: \((?:connect|read) timeout=[\d.]+\))?)"),
-            re.compile(r"(certificate verify failed[^'\"()\]]*|bad certificate|wrong version number)"))
-
-
-def short_error(text: str) -> str:
-    """One line: urllib3's "HTTPSConnectionPool(...): Max retries exceeded ... (Caused by ...)" becomes
-    the socket's reason (Connection refused, No route to host, timed out, a TLS failure)."""
-    line = " ".join(str(text).split())
-    if _POOL_ERROR.search(line):
-        for pattern in _REASONS:
-            match = pattern.search(line)
-            if match:
-                line = _POOL_ERROR.sub(match.group(1).strip(), line)
-                break
-    return line if len(line) <= 400 else line[:397] + "..."
 
 
 def split(outcomes: t.Mapping[str, Outcome]) -> t.Tuple[t.Dict[str, t.Any], t.Dict[str, str]]:
