@@ -26,6 +26,7 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._desired import
 FIELDS = ("deploy", "instance", "service", "image", "command", "entrypoint", "env", "ports", "volumes", "labels",
           "network_mode", "healthcheck", "restart", "resources")
 PER_KEY_FIELDS = ("env", "labels", "resources", "healthcheck")
+_OWN_LABELS = "io.stackfleet."
 #: Fields whose list order means nothing to Docker.
 UNORDERED_FIELDS = ("ports", "volumes")
 #: Field paths `docker update` changes on an existing container (same id, no restart).
@@ -132,6 +133,8 @@ def differences(before: t.Mapping[str, t.Any], after: t.Mapping[str, t.Any], fie
                 and not (field == "healthcheck" and (old is None or new is None)):
             old, new = old or {}, new or {}
             for key in sorted(set(old) | set(new), key=str):
+                if field == "labels" and str(key).startswith(_OWN_LABELS):
+                    continue  # stackfleet's own (io.stackfleet.ports): the real document never shows them
                 path = "%s.%s" % (field, key)
                 a, b = old.get(key, MISSING), new.get(key, MISSING)
                 if field == "resources":  # 0 and absent both mean "no limit"

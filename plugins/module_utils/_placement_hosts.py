@@ -92,8 +92,9 @@ class HostTable:
             return False
         if shape.ports and not self.ports[i].isdisjoint(shape.ports):
             return False
-        if shape.needs and self.short_range(i, shape.needs) is not None:
-            return False
+        if shape.needs and (self.short_range(i, shape.needs) is not None
+                            or (len(shape.needs) > 1 and self.allocate(i, shape, strict=False) is None)):
+            return False  # (several ranges in one unit may overlap: only a trial assignment tells)
         mine = self.placed[i].get(deploy)
         if mine and instance not in mine and (exclusive or len(mine) >= max_per_host):
             return False
@@ -119,28 +120,43 @@ class HostTable:
                 return (protocol, low, high)
         return None
 
-    def allocate(self, i: int, shape: Shape, prefer: t.Sequence[t.Optional[int]] = ()) -> t.Tuple[int, ...]:
+    def allocate(self, i: int, shape: Shape, prefer: t.Sequence[t.Optional[int]] = (), strict: bool = True
+                 ) -> t.Optional[t.Tuple[int, ...]]:
         """Host ports for the unit's dynamic ports on host i, in `shape.dynamic` order: the
         preferred one (its port of the previous plan) when it is in range and free, else the
-        lowest free port of its range. Deterministic; the caller checked `fits`."""
+        lowest free port of its range. Deterministic. None (or ValueError when `strict`) when
+        the ranges cannot give them all; `fits` checked that they can."""
+        for wanted in ((prefer, ()) if any(p is not None for p in prefer) else ((),)):
+            chosen = self._assign(i, shape, wanted)
+            if chosen is not None:
+                return chosen
+        if strict:
+            raise ValueError("the host_port_ranges of %s are exhausted on %s" % (", ".join(shape.services), self.names[i]))
+        return None
+
+    def _assign(self, i: int, shape: Shape, prefer: t.Sequence[t.Optional[int]]) -> t.Optional[t.Tuple[int, ...]]:
         used, reserved = self.ports[i], self.reserved
         chosen: t.List[t.Optional[int]] = [None] * len(shape.dynamic)
         taken: t.Set[t.Tuple[int, str]] = set()
         for n, (_name, port, (low, high)) in enumerate(shape.dynamic):
             want = prefer[n] if n < len(prefer) else None
+            if want is None or not low <= want <= high:
+                continue
             slot = (want, port.protocol)
-            if want is not None and low <= want <= high and slot not in used and slot not in reserved and slot not in taken:
+            if slot not in used and slot not in reserved and slot not in taken:
                 chosen[n] = want
-                taken.add(slot)  # type: ignore[arg-type]
-        for n, (_name, port, (low, high)) in enumerate(shape.dynamic):
-            if chosen[n] is None:
-                number = low
-                while (number, port.protocol) in used or (number, port.protocol) in reserved or (number, port.protocol) in taken:
-                    number += 1
-                if number > high:  # only when the caller did not check fits
-                    raise ValueError("host_port_range %d-%d/%s is exhausted on %s" % (low, high, port.protocol, self.names[i]))
-                chosen[n] = number
-                taken.add((number, port.protocol))
+                taken.add(slot)
+        # Lowest free port, narrowest deadline first: with overlapping ranges in one unit this finds
+        # an assignment whenever one exists (intervals matched by earliest end).
+        for n in sorted((n for n in range(len(chosen)) if chosen[n] is None), key=lambda n: (shape.dynamic[n][2][1], shape.dynamic[n][2][0], n)):
+            _name, port, (low, high) = shape.dynamic[n]
+            number = low
+            while (number, port.protocol) in used or (number, port.protocol) in reserved or (number, port.protocol) in taken:
+                number += 1
+            if number > high:
+                return None
+            chosen[n] = number
+            taken.add((number, port.protocol))
         return tuple(t.cast(int, n) for n in chosen)
 
     def add(self, i: int, shape: Shape, deploy: str, instance: str, counted: bool = True,
@@ -152,7 +168,7 @@ class HostTable:
             self.ports[i].update(shape.ports)
         dynamic: t.Tuple[int, ...] = ()
         if shape.dynamic:
-            dynamic = self.allocate(i, shape, prefer)
+            dynamic = t.cast(t.Tuple[int, ...], self.allocate(i, shape, prefer))
             self.ports[i].update((number, shape.dynamic[n][1].protocol) for n, number in enumerate(dynamic))
         mine = self.placed[i].setdefault(deploy, {})
         mine[instance] = mine.get(instance, 0) + 1
