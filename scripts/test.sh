@@ -32,8 +32,12 @@ lint() {
 unit() { HYPOTHESIS_PROFILE=ci pytest tests/unit -q -p no:cacheprovider -n 2 -rs; }
 sanity() { ./scripts/sanity.sh; }
 # Two workers, each with its own labs (conftest.lab_spec); a file stays on one worker so its
-# module-scoped lab is brought up once.
-integration() { pytest tests/integration -q -p no:cacheprovider -rs -n 2 --dist loadfile --durations=10; }
+# module-scoped lab is brought up once. The LAMP images are built first, once per machine
+# (~2 min; cached by recipe under /var/cache/stackfleet/images, then ~0.1 s).
+integration() {
+  python tests/lab/lab_lamp_images.py build
+  pytest tests/integration -q -p no:cacheprovider -rs -n 2 --dist loadfile --durations=10
+}
 molecule_all() { tests/molecule/run_all.sh; }
 bench() { python bench/placement.py --quick; }
 
