@@ -207,12 +207,19 @@ hosts:
     capacity: {cpus: 4, memory_mb: 8192}
     vars:
       stackfleet_docker_host: tcp://10.0.0.11:2376
+      # Plain tcp:// is refused without TLS settings: the engine's CA and a client certificate.
+      stackfleet_docker_ca_path: /etc/stackfleet/tls/ca.pem
+      stackfleet_docker_client_cert: /etc/stackfleet/tls/controller.pem
+      stackfleet_docker_client_key: /etc/stackfleet/tls/controller-key.pem
   - name: node-2
     address: 10.0.0.12
     labels: {rack: r2, disk: ssd}
     capacity: {cpus: 4, memory_mb: 8192}
     vars:
       stackfleet_docker_host: tcp://10.0.0.12:2376
+      stackfleet_docker_ca_path: /etc/stackfleet/tls/ca.pem
+      stackfleet_docker_client_cert: /etc/stackfleet/tls/controller.pem
+      stackfleet_docker_client_key: /etc/stackfleet/tls/controller-key.pem
 
 ---
 # Constructed features work on the placed hosts and their new variables.

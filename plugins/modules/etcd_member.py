@@ -87,9 +87,14 @@ EXAMPLES = r"""
     client_key: /etc/etcd/client-key.pem
   register: added
 
+# etcd's --initial-cluster lists name=peer URL of every member; node-4 has no name until it starts.
 - name: Start etcd on node-4 with the initial cluster the add returned
   ansible.builtin.debug:
-    msg: "{{ added.members | selectattr('name') | map(attribute='name') | list }}"
+    msg: >-
+      etcd --name node-4 --initial-cluster-state existing --initial-cluster
+      {{ (added.members | selectattr('started') | map(attribute='name')
+          | zip(added.members | selectattr('started') | map(attribute='peer_urls') | map('first'))
+          | map('join', '=') | list + ['node-4=https://10.0.0.14:2380']) | join(',') }}
 
 - name: Run again once node-4 runs - promotes the caught-up learner
   stackfleet.cluster.etcd_member:

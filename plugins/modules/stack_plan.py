@@ -45,7 +45,10 @@ attributes:
     support: full
   diff_mode:
     support: full
-    details: The diff shows the previous and the new placement.
+    details:
+      - The diff shows the previous and the new placement (placement key to host).
+      - Since 0.4.0 the task reports C(changed) when the new placement differs from O(previous_placement), so
+        C(--diff) shows that diff; see the notes.
 options:
   stack_file:
     description:
@@ -115,6 +118,10 @@ options:
     default: []
     version_added: 0.4.0
 notes:
+  - The module changes nothing anywhere; it computes. Since 0.4.0 C(changed) says whether the plan differs from
+    O(previous_placement) (an instance moved, added or removed), as P(ansible.utils.fact_diff#module) reports a
+    difference, so that C(--diff) shows the placement change and a re-plan that keeps everything reports
+    C(changed=false). Without O(previous_placement) there is nothing to differ from, and C(changed) is false.
   - Values taken from the stack file are data, never templates. Sibling references such as
     C({{ instance.services.mysql.host }}) are resolved by stackfleet's own restricted resolver,
     not by Jinja.
@@ -305,7 +312,8 @@ summary:
     - Since 0.4.0 it then lists the held instances (key, host, reason).
   returned: success
   type: str
-  sample: "8 units on 3 hosts (lamp 5 on 3 hosts, agent 3 on 3 hosts); moved 1, added 0, removed 0; moves: lamp-2 node-4 -> node-1 (host-missing)"
+  sample: "12 units on 5 hosts (lamp 5 on 5 hosts, lb 2 on 2 hosts, node-exporter 5 on 5 hosts); moved 2, added 0, removed 1;
+    moves: lamp-2 node-1 -> node-5 (host-missing), lb-2 node-1 -> node-2 (host-missing)"
 """
 
 import traceback
@@ -364,7 +372,8 @@ def main():
         module.fail_json(msg=str(exc), errors=list(exc.errors))
 
     result = dict(
-        changed=False,
+        # A difference, not an action (nothing is changed anywhere): what lets --diff show the placement change.
+        changed=bool(previous) and placement.assignments != previous,
         cluster=spec.cluster,
         placement=placement.assignments,
         containers=containers,

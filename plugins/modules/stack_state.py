@@ -72,7 +72,7 @@ EXAMPLES = r"""
     cluster: prod
     placement: "{{ plan.placement }}"
     ports: "{{ plan.ports }}"
-    spec_hash: "{{ plan.spec_hash }}"
+    spec_hash: "{{ lookup('ansible.builtin.file', 'stacks.yml') | hash('sha256') }}"
     expected_revision: "{{ previous.revision }}"
 """
 
