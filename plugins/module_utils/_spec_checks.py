@@ -63,6 +63,47 @@ def suggest(word: str, choices: t.Iterable[str]) -> str:
     return " (did you mean '%s'?)" % close[0] if close else ""
 
 
+#: docker-compose keys pasted into a stack file -> what the stack file says instead, by where they
+#: appear (a service, or the top level). Only keys with an answer; others get the list of keys.
+COMPOSE_HINTS = {
+    "service": {
+        "environment": "write env: (a mapping NAME: value, or {secret: NAME} for a secret)",
+        "env_file": "write the values in env:, or {secret: NAME} from stackfleet_secrets",
+        "deploy": "replicas, placement and mode go in the top-level deploy: section (count:, constraint:, max_per_host:, "
+                  "global: true), limits in resources: here",
+        "depends_on": "group services in stacks: (colocate: true places an instance's services together); nothing waits "
+                      "for another container, so give the dependency a healthcheck and let the app retry",
+        "container_name": "delete it: names are always <cluster>.<instance>.<service>",
+        "build": "build the image elsewhere and name it in image:",
+        "expose": "write a bare container port in ports: (\"80\" is not published)",
+        "networks": "write network_mode:",
+        "mem_limit": "write resources: {memory: ...}",
+        "cpus": "write resources: {cpus: ...}",
+        "replicas": "write count: in the top-level deploy: section",
+    },
+    "deploy": {
+        "replicas": "write count:",
+        "mode": "write global: true for mode: global",
+        "placement": "write constraint: (a JMESPath expression over the host document)",
+        "max_replicas_per_node": "write max_per_host:",
+    },
+    "top": {
+        "version": "delete it: a stack file has no version",
+        "name": "write cluster:",
+        "volumes": "delete it: named volumes in a service's volumes: are created on the host on first use",
+        "networks": "write network_mode: on each service",
+        "secrets": "give the values as stackfleet_secrets at converge time; a service refers to one as env: {NAME: {secret: name}}",
+    },
+}
+
+
+def compose_hint(key: str, allowed: t.Sequence[str]) -> str:
+    """A hint for a docker-compose key where a stack-file key was expected, or ""."""
+    where = "service" if "image" in allowed else "top" if "cluster" in allowed else "deploy" if "count" in allowed else None
+    hint = COMPOSE_HINTS.get(where or "", {}).get(key)
+    return " (a docker-compose key: %s)" % hint if hint else ""
+
+
 def is_scalar(value: t.Any) -> bool:
     return isinstance(value, (str, int, float)) and not isinstance(value, t.Mapping)
 
@@ -86,7 +127,8 @@ def mapping(errs: Errors, path: str, value: t.Any, allowed: t.Optional[t.Sequenc
         if not isinstance(key, str):
             errs.add(path, "keys must be strings, got %s" % show(key))
         elif allowed is not None and key not in allowed and not (path == "" and key.startswith("x-")):
-            errs.add(join(path, key), "unknown key%s; expected one of: %s" % (suggest(key, allowed), ", ".join(allowed)))
+            hint = compose_hint(key, allowed) or suggest(key, allowed)
+            errs.add(join(path, key), "unknown key%s; expected one of: %s" % (hint, ", ".join(allowed)))
         else:
             good[key] = item
     return good
