@@ -9,7 +9,11 @@ routing every request around that instance, and 503 from HAProxy without backend
 
     STACKFLEET_TEST_LAB_PREFIX=qa STACKFLEET_TEST_NET=211 .venv/bin/pytest tests/integration/test_lamp_images.py -v
 """
+import hashlib
+import os
 import re
+import shutil
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -203,6 +207,36 @@ def test_mariadb_refuses_an_empty_datadir_without_root_password(lamp):
         assert "no MARIADB_ROOT_PASSWORD" in container.logs().decode()
     finally:
         container.remove(force=True, v=True)
+
+
+def test_a_layer_holds_exactly_the_difference_from_the_base(tmp_path):
+    """The builder's diff, on a small tree: changed (also same size, same second) and new paths, a whiteout
+    per removed path (one for a removed folder), and a new hard link to a base file written as a plain
+    file (a layer cannot link below itself)."""
+    root = tmp_path / "rootfs"
+    for folder in ("etc", "gone/deeper", "dev"):
+        (root / folder).mkdir(parents=True)
+    for name, text in {"etc/kept": "same", "etc/changed": "old", "etc/removed": "x", "gone/deeper/f": "y", "dev/null": ""}.items():
+        (root / name).write_text(text)
+    os.utime(root / "etc", (1, 1))
+    base_tar = tmp_path / "base.tar"
+    lab_lamp_images._write_layer(str(root), str(base_tar))
+    assert "dev/null" not in tarfile.open(base_tar).getnames()  # the engine mounts its own /dev
+
+    (root / "etc/changed").write_text("new")
+    (root / "etc/removed").unlink()
+    shutil.rmtree(root / "gone")
+    (root / "etc/added").write_text("z")
+    os.link(root / "etc/kept", root / "etc/kept-link")
+    layer_tar = tmp_path / "layer.tar"
+    diff_id = lab_lamp_images._write_layer(str(root), str(layer_tar), lab_lamp_images._read_index(str(base_tar)))
+    with tarfile.open(layer_tar) as tar:
+        members = {member.name: member for member in tar}
+        assert set(members) == {"etc", "etc/added", "etc/changed", "etc/kept-link", "etc/.wh.removed", ".wh.gone"}
+        assert tar.extractfile("etc/changed").read() == b"new"
+        assert members["etc/kept-link"].isreg() and tar.extractfile("etc/kept-link").read() == b"same"
+    assert diff_id == "sha256:" + hashlib.sha256(layer_tar.read_bytes()).hexdigest()
+    assert not list(tmp_path.glob("*.partial"))
 
 
 def get_or_none(url):

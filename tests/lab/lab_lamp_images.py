@@ -45,7 +45,7 @@ RECIPES = os.path.join(HERE, "images")
 CACHE_DIR = os.environ.get("STACKFLEET_IMAGE_CACHE", "/var/cache/stackfleet/images")
 WORK_ROOT = "/var/tmp"
 # Bump whenever this builder changes what it produces: every cached layer is then rebuilt.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 SUITE = "bookworm"
 # In the shared base because two images need them (mariadb-server and apache2 both depend on
 # perl, ~55 MB): an engine then stores them once.
@@ -288,20 +288,21 @@ class _HashingWriter(io.RawIOBase):
         return self.handle.write(data)
 
 
-def _walk(rootfs):
-    """Every path of a rootfs, relative, parents first; the contents of /dev, /proc and /sys never."""
-    for dirpath, dirnames, filenames in os.walk(rootfs):
-        rel = os.path.relpath(dirpath, rootfs)
-        if rel in SKIP_CONTENT:
-            dirnames[:] = []
-            continue
-        dirnames.sort()
-        for name in dirnames + sorted(filenames):
-            yield os.path.normpath(os.path.join(rel, name))
+def _walk(rootfs, rel=""):
+    """Every path of a rootfs, relative, depth first (each folder followed by its whole content, so
+    `tar -x` restores folder mtimes); the contents of /dev, /proc and /sys never."""
+    with os.scandir(os.path.join(rootfs, rel)) as entries:
+        names = sorted(entry.name for entry in entries)
+    for name in names:
+        path = os.path.join(rel, name)
+        yield path
+        if path not in SKIP_CONTENT and os.path.isdir(os.path.join(rootfs, path)) and not os.path.islink(os.path.join(rootfs, path)):
+            yield from _walk(rootfs, path)
 
 
 def _signature(info):
-    """What decides whether a path changed: the rule of Docker's own naive differ (no content hashes)."""
+    """Whether a path changed: the rule of Docker's own naive differ (type, mode, owner, size, mtime);
+    a regular file that passes it is also compared by content (_unchanged)."""
     size = info.size if info.isreg() else 0
     return (info.type, info.mode & 0o7777, info.uid, info.gid, size, int(info.mtime), info.linkname)
 
@@ -320,7 +321,7 @@ def _write_layer(rootfs, path, base_index=None):
                     info = tar.gettarinfo(full, rel)
                     info.uname = info.gname = ""
                     info.mtime = int(info.mtime)
-                    if base_index is not None and base_index.get(rel) == _signature(info):
+                    if base_index is not None and _unchanged(base_index.get(rel), info, full):
                         continue
                     if info.islnk() and info.linkname not in written:
                         # A hard link to a file of the base: a layer cannot link outside itself.
@@ -345,9 +346,30 @@ def _write_layer(rootfs, path, base_index=None):
     return "sha256:" + sink.sha.hexdigest()
 
 
+def _file_sha(handle):
+    sha = hashlib.sha256()
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _unchanged(known, info, full):
+    if known is None or known[0] != _signature(info):
+        return False
+    if not info.isreg():
+        return True
+    with open(full, "rb") as handle:  # same size and mtime second, yet rewritten: compare contents
+        return known[1] == _file_sha(handle)
+
+
 def _read_index(layer_path):
+    """{path: (signature, sha256 of a regular file's content)} of a base layer."""
+    index = {}
     with tarfile.open(layer_path) as tar:
-        return {os.path.normpath(info.name): _signature(info) for info in tar}
+        for info in tar:
+            digest = _file_sha(tar.extractfile(info)) if info.isreg() else None
+            index[os.path.normpath(info.name)] = (_signature(info), digest)
+    return index
 
 
 class _Build:
