@@ -108,10 +108,21 @@ class Placement:
     added: t.List[str]  # new in this plan
     removed: t.List[str]  # in previous, gone now
     moves: t.List[Move] = dataclasses.field(default_factory=list)  # one per key of `moved`, same order
-    #: placement key -> service -> published ports [{container_port, protocol, host_ip, host_port}],
-    #: static and dynamic, only for units that publish some; the host ports are the concrete ones.
-    ports: t.Dict[str, t.Dict[str, t.List[t.Dict[str, t.Any]]]] = dataclasses.field(default_factory=dict)
     held: t.List[Held] = dataclasses.field(default_factory=list)  # naturally sorted by key
+    #: what `ports` is built from, when asked: (id(shape) -> its published (service, Port)s, units)
+    port_sources: t.List[t.Any] = dataclasses.field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def ports(self) -> t.Dict[str, t.Dict[str, t.List[t.Dict[str, t.Any]]]]:
+        """Placement key -> service -> published ports [{container_port, protocol, host_ip, host_port}],
+        static and dynamic (with the host port chosen), only for units that publish some. Built on
+        first use: a plan whose caller does not read it does not pay for it."""
+        cached = self.__dict__.get("_ports")
+        if cached is None:
+            cached = self.__dict__["_ports"] = {u.key: _unit_ports(published[id(u.shape)], u.ports)
+                                                for published, units in self.port_sources for u in units
+                                                if id(u.shape) in published}
+        return cached
 
     @property
     def missing_hosts(self) -> t.List[str]:
@@ -138,15 +149,27 @@ class Placement:
         return text
 
 
-class _Pending:
+class _Extras:
+    """What only units with dynamic ports or stateful services need, as class defaults, so that
+    creating the thousands of other units costs what it did (set on the instance when used):
+    `ports` the host ports of shape.dynamic once placed, `prefer` the same from previous_ports,
+    `hold` stateful with a previous host and not in allow_move (never moves), `held` the (reason,
+    clause) of a unit held where it could not stay otherwise."""
+
+    ports: t.Tuple[t.Any, ...] = ()
+    prefer: t.Tuple[t.Any, ...] = ()
+    hold = False
+    held: t.Optional[t.Tuple[str, str]] = None
+
+
+class _Pending(_Extras):
     """A unit while it is being planned; `host` is a host index, -1 until placed.
 
     `prev` is its host name in `previous` (None: new); `kept` whether it stayed there in this
     attempt; `avoid` a host index it may not take (its old host, when repair moves it); `left`
     the (reason, clause) of a unit that was in `previous` and could not stay."""
 
-    __slots__ = ("key", "instance", "index", "shape", "fixed", "host", "prev", "kept", "avoid", "left",
-                 "ports", "prefer", "hold", "held")
+    __slots__ = ("key", "instance", "index", "shape", "fixed", "host", "prev", "kept", "avoid", "left")
 
     def __init__(self, key: str, instance: str, index: t.Optional[int], shape: Shape, fixed: int = -1):
         self.key, self.instance, self.index, self.shape, self.fixed, self.host = key, instance, index, shape, fixed, -1
@@ -154,10 +177,6 @@ class _Pending:
         self.kept = False
         self.avoid = -1
         self.left: t.Optional[t.Tuple[str, str]] = None
-        self.ports: t.Tuple[int, ...] = ()  # host ports of shape.dynamic, once placed
-        self.prefer: t.Tuple[t.Optional[int], ...] = ()  # the same from previous_ports
-        self.hold = False  # stateful with a previous host, not in allow_move: never moves
-        self.held: t.Optional[t.Tuple[str, str]] = None  # (reason, clause) when held where it may not stay
 
 
 class _Rules:
@@ -208,10 +227,13 @@ def plan(spec: Spec, hosts: t.Sequence[Host], previous: t.Optional[t.Mapping[str
         for r in rules.values():
             for unit in r.units:
                 unit.prev = previous.get(unit.key)
-                unit.hold = unit.prev is not None and unit.key in held_hosts
-                if unit.prev is not None and unit.shape.dynamic and previous_ports:
-                    unit.prefer = _preferred(unit.shape, previous_ports.get(unit.key))
-    attempt = _Attempt(spec, hosts, rules, order, bool(previous), reserved, missing)
+        for r in rules.values() if held_hosts or previous_ports else ():
+            for unit in r.units:
+                if unit.prev is not None:
+                    unit.hold = unit.key in held_hosts
+                    if unit.shape.dynamic and previous_ports:
+                        unit.prefer = _preferred(unit.shape, previous_ports.get(unit.key))
+    attempt = _Attempt(spec, hosts, rules, order, bool(previous), reserved, missing, bool(held_hosts))
     table, failed, failures = attempt.run({}, table)
     if attempt.hold_errors:
         raise PlacementError(errors + attempt.hold_errors)
@@ -232,7 +254,7 @@ def plan(spec: Spec, hosts: t.Sequence[Host], previous: t.Optional[t.Mapping[str
     max_moves = int((rebalance or {}).get("max_moves") or 0)
     if max_moves > 0:
         rebalanced = _rebalance(table, rules, spec.strategy, max_moves)
-    return _result(spec, table, rules, previous, repaired, rebalanced, base_left)
+    return _result(spec, table, rules, previous, repaired, rebalanced, base_left, attempt.holding)
 
 
 def _static_ports(spec: Spec) -> t.FrozenSet[t.Tuple[int, str]]:
@@ -284,10 +306,11 @@ class _Attempt:
     """One keep + place pass over fresh host bookkeeping, with some kept units released."""
 
     def __init__(self, spec: Spec, hosts: t.Sequence[Host], rules: t.Dict[str, _Rules], order: t.List[_Rules], keep: bool,
-                 reserved: t.AbstractSet[t.Tuple[int, str]] = frozenset(), missing: t.Sequence[Host] = ()):
+                 reserved: t.AbstractSet[t.Tuple[int, str]] = frozenset(), missing: t.Sequence[Host] = (), holding: bool = False):
         self.spec, self.hosts, self.rules, self.order, self.keep = spec, hosts, rules, order, keep
         self.reserved, self.missing = reserved, missing
-        self.holding = keep and any(u.hold for r in rules.values() for u in r.units)
+        self.holding = keep and holding  # some unit is held (stateful, not in allow_move)
+        self.extras = self.holding or any(s.dynamic for r in rules.values() for s in r.shapes)
         self.hold_errors: t.List[str] = []
         self.count = 0
 
@@ -300,14 +323,16 @@ class _Attempt:
         if self.count > 1:  # the first run finds the units as _compile made them
             for r in self.rules.values():
                 for unit in r.units:
-                    unit.host, unit.kept, unit.avoid, unit.left, unit.ports, unit.held = -1, False, -1, None, (), None
+                    unit.host, unit.kept, unit.avoid, unit.left = -1, False, -1, None
+                    if self.extras:
+                        unit.ports, unit.held = (), None
                     if unit.key in released and released[unit.key] and not unit.hold:
                         unit.avoid = table.index.get(unit.prev or "", -1)
         if self.holding:
             self.hold_errors = []
             _hold(table, self.order, self.hold_errors)
         for r in self.order if self.keep else ():
-            _keep(table, r, released)
+            _keep(table, r, released, self.holding)
         errors: t.List[str] = []
         failures: t.List[t.Tuple[_Rules, t.List[_Pending]]] = []
         done: t.Set[str] = set()
@@ -609,23 +634,26 @@ def _slack(table: HostTable, r: _Rules) -> int:
 # --- keeping and placing -----------------------------------------------------------------------
 
 
-def _keep(table: HostTable, r: _Rules, released: t.Mapping[str, bool]) -> None:
+def _keep(table: HostTable, r: _Rules, released: t.Mapping[str, bool], holding: bool = False) -> None:
     """Keep each unit where `previous` put it while every rule still holds there (in unit order,
     so when a lowered limit evicts some, the highest indices move). A unit that cannot stay
     records why in `left`; a released unit (repair) is not kept."""
     if r.failed:
         return
     key = r.deploy.key
+    dynamic = any(shape.dynamic for shape in r.shapes)
     for unit in r.units:
         name = unit.prev
-        if name is None or unit.hold:  # held units were placed by _hold, first
+        if name is None or (holding and unit.hold):  # held units were placed by _hold, first
             continue
         i = table.index.get(name, -1)
-        if i < 0 or table.missing[i]:
+        if i < 0:
             unit.left = ("host-missing", "%s is not among the given hosts (down or removed)" % name)
             continue
-        if table.drained[i]:
-            unit.left = ("drained", "%s is drained" % name)
+        if table.drained[i]:  # (a missing host that holds a stateful unit is in the table, drained)
+            missing = table.missing[i]
+            unit.left = ("host-missing", "%s is not among the given hosts (down or removed)" % name) if missing else (
+                "drained", "%s is drained" % name)
             continue
         if unit.key in released:
             continue
@@ -641,7 +669,9 @@ def _keep(table: HostTable, r: _Rules, released: t.Mapping[str, bool]) -> None:
             unit.left = ("ineligible", "%s no longer runs %s, which %s needs next to it (affinity)" % (name, ", ".join(missing), key))
             continue
         if table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host):
-            unit.ports = table.add(i, unit.shape, key, unit.instance, counted=not r.deploy.is_global, prefer=unit.prefer)
+            table.add(i, unit.shape, key, unit.instance, counted=not r.deploy.is_global)
+            if dynamic and unit.shape.dynamic:
+                unit.ports = table.take_ports(i, unit.shape, unit.prefer)
             unit.host = i
             unit.kept = True
         else:
@@ -682,7 +712,9 @@ def _hold(table: HostTable, order: t.List[_Rules], errors: t.List[str]) -> None:
                 why = ("ineligible", "%s runs %s, which %s conflicts with" % (name, ", ".join(hit), key))
             elif not table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host):
                 why = ("ineligible", _no_room(table, r, unit, i))
-            unit.ports = table.add(i, unit.shape, key, unit.instance, prefer=unit.prefer)
+            table.add(i, unit.shape, key, unit.instance)
+            if unit.shape.dynamic:
+                unit.ports = table.take_ports(i, unit.shape, unit.prefer)
             unit.host, unit.kept, unit.held = i, True, why
 
 
@@ -736,7 +768,9 @@ def _place_global(table: HostTable, r: _Rules, errors: t.List[str], failures: t.
         i = unit.fixed
         if (not table.runs_any(i, r.others) and table.runs_all(i, r.affinity)
                 and table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host)):
-            unit.ports = table.add(i, unit.shape, key, unit.instance, counted=False, prefer=unit.prefer)
+            table.add(i, unit.shape, key, unit.instance, counted=False)
+            if unit.shape.dynamic:
+                unit.ports = table.take_ports(i, unit.shape, unit.prefer)
             unit.host = i
         else:
             failed.append(unit)
@@ -753,6 +787,7 @@ def _place_counted(table: HostTable, r: _Rules, strategy: str, compact: bool, er
     if r.failed or not pending:
         return
     key = r.deploy.key
+    dynamic = any(shape.dynamic for shape in r.shapes)
     by_strategy = table.binpack_key if strategy == "binpack" else table.spread_key
     placed = table.placed
 
@@ -777,8 +812,9 @@ def _place_counted(table: HostTable, r: _Rules, strategy: str, compact: bool, er
         count = dict.fromkeys(by_group, 0)
         heaps.append(by_group)
         counts.append(count)
+    missing = table.missing if table.given != len(table) else None  # a missing host's labels are unknown
     for unit in r.units:
-        if unit.host >= 0 and group_of and not table.missing[unit.host]:  # a missing host's labels are unknown
+        if unit.host >= 0 and group_of and not (missing and missing[unit.host]):
             value = group_of[unit.host]
             count = counts[shape_ids[id(unit.shape)]]
             if value in count:
@@ -810,7 +846,9 @@ def _place_counted(table: HostTable, r: _Rules, strategy: str, compact: bool, er
             failures.append((r, [unit]))
             return
         i, value = found
-        unit.ports = table.add(i, unit.shape, key, unit.instance, prefer=unit.prefer)
+        table.add(i, unit.shape, key, unit.instance)
+        if dynamic and unit.shape.dynamic:
+            unit.ports = table.take_ports(i, unit.shape, unit.prefer)
         unit.host = i
         if siblings_first:
             hosts_of.setdefault(unit.instance, []).append(i)
@@ -879,18 +917,18 @@ def _take(table: HostTable, r: _Rules, unit: _Pending, heaps: t.Dict[str, t.List
 
 def _result(spec: Spec, table: HostTable, rules: t.Dict[str, _Rules], previous: t.Mapping[str, str],
             repaired: t.Mapping[str, str], rebalanced: t.Mapping[str, str],
-            base_left: t.Mapping[str, t.Tuple[str, str]]) -> Placement:
+            base_left: t.Mapping[str, t.Tuple[str, str]], holding: bool = False) -> Placement:
     units: t.Dict[str, Unit] = {}
-    ports: t.Dict[str, t.Dict[str, t.List[t.Dict[str, t.Any]]]] = {}
+    sources: t.List[t.Tuple[t.Dict[int, t.List[t.Tuple[str, t.Any]]], t.List[_Pending]]] = []
     held: t.List[Held] = []
     for key, r in sorted(rules.items(), key=lambda kv: kv[1].order):
         published = _published(spec, r.shapes)
+        if published:
+            sources.append((published, r.units))  # Placement.ports is built from them when asked
         for u in r.units:
             units[u.key] = Unit(u.key, key, u.instance, u.index, u.shape.services, table.names[u.host])
-            if id(u.shape) in published:
-                ports[u.key] = _unit_ports(published[id(u.shape)], u.ports)
-            if u.held is not None:
-                held.append(_held(u, table.names[u.host]))
+        if holding:
+            held.extend(_held(u, table.names[u.host]) for u in r.units if u.held is not None)
     assignments = {k: u.host for k, u in units.items()}
     moved = sorted((k for k, h in assignments.items() if k in previous and previous[k] != h), key=natural_key)
     added = sorted((k for k in assignments if k not in previous), key=natural_key)
@@ -898,7 +936,7 @@ def _result(spec: Spec, table: HostTable, rules: t.Dict[str, _Rules], previous: 
     pending = {u.key: u for r in rules.values() for u in r.units if u.key in previous} if moved else {}
     moves = [_move(pending[k], previous[k], assignments[k], repaired, rebalanced, base_left.get(k)) for k in moved]
     held.sort(key=lambda h: natural_key(h.key))
-    return Placement(assignments, units, moved, added, removed, moves, ports, held)
+    return Placement(assignments, units, moved, added, removed, moves, held, sources)
 
 
 def _published(spec: Spec, shapes: t.Sequence[Shape]) -> t.Dict[int, t.List[t.Tuple[str, t.Any]]]:

@@ -25,7 +25,7 @@ class Shape:
     ports and their dynamic (`auto`) ones: `dynamic` lists (service, port, range) in service
     order, `needs` how many ports of each (protocol, low, high) range that is."""
 
-    __slots__ = ("services", "milli_cpus", "memory_mb", "ports", "dynamic", "needs", "stateful")
+    __slots__ = ("services", "milli_cpus", "memory_mb", "ports", "dynamic", "needs", "stateful", "any_ports")
 
     def __init__(self, services: t.Sequence[Service]):
         self.services = tuple(s.name for s in services)
@@ -41,6 +41,7 @@ class Shape:
             needs[(port.protocol, low, high)] = needs.get((port.protocol, low, high), 0) + 1
         self.needs = tuple(sorted(needs.items()))
         self.stateful = any(getattr(s, "stateful", False) for s in services)
+        self.any_ports = bool(self.ports or self.needs)  # one test in `fits` for units without ports
 
     def describe(self) -> str:
         parts = ["cpus %s" % fmt_cpus(self.milli_cpus), "memory %d MiB" % self.memory_mb]
@@ -90,11 +91,12 @@ class HostTable:
         deploy is being placed)."""
         if self.free_cpu[i] < shape.milli_cpus or self.free_mem[i] < shape.memory_mb:
             return False
-        if shape.ports and not self.ports[i].isdisjoint(shape.ports):
-            return False
-        if shape.needs and (self.short_range(i, shape.needs) is not None
-                            or (len(shape.needs) > 1 and self.allocate(i, shape, strict=False) is None)):
-            return False  # (several ranges in one unit may overlap: only a trial assignment tells)
+        if shape.any_ports:
+            if shape.ports and not self.ports[i].isdisjoint(shape.ports):
+                return False
+            if shape.needs and (self.short_range(i, shape.needs) is not None
+                                or (len(shape.needs) > 1 and self.allocate(i, shape, strict=False) is None)):
+                return False  # (several ranges in one unit may overlap: only a trial assignment tells)
         mine = self.placed[i].get(deploy)
         if mine and instance not in mine and (exclusive or len(mine) >= max_per_host):
             return False
@@ -159,23 +161,25 @@ class HostTable:
             taken.add((number, port.protocol))
         return tuple(t.cast(int, n) for n in chosen)
 
-    def add(self, i: int, shape: Shape, deploy: str, instance: str, counted: bool = True,
-            prefer: t.Sequence[t.Optional[int]] = ()) -> t.Tuple[int, ...]:
-        """Reserve the unit on host i; returns the host ports chosen for its dynamic ports."""
+    def take_ports(self, i: int, shape: Shape, prefer: t.Sequence[t.Optional[int]] = ()) -> t.Tuple[int, ...]:
+        """Choose and reserve the unit's dynamic ports on host i (after `add`; only for a shape with
+        `dynamic`, so units without them cost nothing here)."""
+        dynamic = t.cast(t.Tuple[int, ...], self.allocate(i, shape, prefer))
+        self.ports[i].update((number, shape.dynamic[n][1].protocol) for n, number in enumerate(dynamic))
+        self.version[i] += 1
+        return dynamic
+
+    def add(self, i: int, shape: Shape, deploy: str, instance: str, counted: bool = True) -> None:
+        """Reserve the unit on host i (its dynamic ports: `take_ports`)."""
         self.free_cpu[i] -= shape.milli_cpus
         self.free_mem[i] -= shape.memory_mb
         if shape.ports:
             self.ports[i].update(shape.ports)
-        dynamic: t.Tuple[int, ...] = ()
-        if shape.dynamic:
-            dynamic = t.cast(t.Tuple[int, ...], self.allocate(i, shape, prefer))
-            self.ports[i].update((number, shape.dynamic[n][1].protocol) for n, number in enumerate(dynamic))
         mine = self.placed[i].setdefault(deploy, {})
         mine[instance] = mine.get(instance, 0) + 1
         self.containers[i] += len(shape.services)
         self.counted[i] += counted
         self.version[i] += 1
-        return dynamic
 
     def remove(self, i: int, shape: Shape, deploy: str, instance: str, counted: bool = True,
                dynamic: t.Sequence[int] = ()) -> None:

@@ -93,7 +93,9 @@ class _Mover:
         this undoes its move (then it is movable from `j` again)."""
         table, r, s = self.table, self.rules[key], u.host
         table.remove(s, u.shape, key, u.instance, dynamic=u.ports)
-        u.ports = table.add(j, u.shape, key, u.instance, prefer=u.ports)
+        table.add(j, u.shape, key, u.instance)
+        if u.shape.dynamic:
+            u.ports = table.take_ports(j, u.shape, u.ports)
         if r.deploy.spread:
             counts = self._counts(key, r, u.shape)
             source, target = self._group(r, s), self._group(r, j)

@@ -90,3 +90,38 @@ def test_drained_host_moves_and_rebalance_option():
     assert [(m["key"], m["reason"]) for m in again["moves"]] == [("w-1", "rebalance"), ("w-4", "drained")]
     bad = run_module({"stack": stack, "hosts": hosts, "rebalance": {"max_moves": -1}})
     assert bad["failed"] and "max_moves" in bad["msg"]
+
+
+DYNAMIC = {
+    "cluster": "c",
+    "services": {
+        "db": {"image": "m", "ports": ["auto:3306"], "stateful": True},
+        "web": {"image": "w", "ports": ["auto:80"], "env": {"DB_PORT": "{{ instance.services.db.port }}"}},
+        "lb": {"image": "h", "ports": ["80:80"], "env": {"B": "{{ deploy.lamp.web.addresses }}"}},
+    },
+    "stacks": {"lamp": {"services": ["db", "web"]}},
+    "deploy": {"lamp": {"count": 5}, "lb": {"count": 2, "conflicts": ["lb"]}},
+}
+
+
+def test_dynamic_ports_and_held_instances_through_the_module(tmp_path):
+    stack = tmp_path / "stacks.yml"
+    stack.write_text(json.dumps(DYNAMIC))  # a file: module arguments would be templated
+    hosts = [{"name": "n%d" % i, "address": "10.0.0.%d" % i} for i in range(1, 5)]
+    first = run_module({"stack_file": str(stack), "hosts": hosts})
+    assert not first.get("failed"), first.get("msg")
+    docs = {d["name"]: d for ds in first["containers"].values() for d in ds}
+    port3 = first["ports"]["lamp-3"]["web"][0]["host_port"]
+    assert docs["c.lamp-3.web"]["ports"][0]["host_port"] == port3 and 20000 <= port3 <= 32000
+    assert "10.0.0.%s:%d" % (first["placement"]["lamp-3"][1:], port3) in docs["c.lb-1.lb"]["env"]["B"].split(",")
+    assert first["held"] == []
+    lost = first["placement"]["lamp-3"]
+    rest = [h for h in hosts if h["name"] != lost]
+    again = run_module({"stack_file": str(stack), "hosts": rest, "previous_placement": first["placement"],
+                        "previous_ports": first["ports"], "allow_move": "lb-1,lb-2"})  # a string, as -e gives it
+    assert not again.get("failed"), again.get("msg")
+    assert again["placement"]["lamp-3"] == lost
+    assert all(again["ports"][k] == first["ports"][k] for k in again["ports"] if k.startswith("lamp"))
+    assert [(h["key"], h["host"], h["reason"]) for h in again["held"] if h["key"] == "lamp-3"] == [("lamp-3", lost, "host-missing")]
+    assert "stackfleet_allow_move=lamp-3" in again["held"][0]["why"] and "held (stateful" in again["summary"]
+    assert {d["instance"] for d in again["containers"][lost]} >= {"lamp-3"}
