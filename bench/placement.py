@@ -14,6 +14,7 @@ W4  W1 with `strategy: binpack`; hosts used against a lower bound.
 W5  repair: W1 re-planned with a new deploy that needs port 80 on every host of one rack, where
     kept load balancers hold it: the engine moves exactly those (docs/placement.md "Repair").
 W6  rebalance: W1 planned on 95 % of the hosts, re-planned on all with rebalance max_moves 100.
+W7  dynamic ports: W1 with `auto` ports on mysql and web and mysql stateful, then W2's host loss.
 A naive first-fit placer (below) runs side by side on W1 and W4.
 
 Specs are built through `_spec.load_data`, so constraints are real compiled JMESPath.
@@ -344,6 +345,24 @@ def run(args):
     plain = plan(spec, hosts, p6a.assignments)
     row("W6 host load min / max / std dev, without rebalance", "%.2f / %.2f / %.3f" % load_stats(plain, hosts, spec))
     row("W6 host load min / max / std dev, with rebalance", "%.2f / %.2f / %.3f" % load_stats(p6, hosts, spec))
+
+    # W7: W1 with dynamic host ports on mysql and web (`auto`) and mysql stateful; then W2's host loss.
+    data = _stacks_for_lamp_ssd(w1_stack(scale))
+    data["services"]["mysql"].update(ports=["auto:3306"], stateful=True)
+    data["services"]["web"]["ports"] = ["auto:80"]
+    s7 = _spec.load_data(data, source="W7")
+    t7, p7 = timed(lambda: plan(s7, hosts), repeat)
+    if args.check:
+        check(s7, hosts, p7)
+    row("W7 auto ports: plan time (s), dynamic ports", "%.3f, %d" % (t7, sum(
+        1 for services in p7.ports.values() for entries in services.values() for e in entries if e["host_port"] >= 20000)))
+    t7b, p7b = timed(lambda: plan(s7, remaining, p7.assignments, previous_ports=p7.ports), repeat)
+    stayed = [k for k, h in p7b.assignments.items() if p7.assignments.get(k) == h and k in p7.ports]
+    row("W7 host loss: re-plan time (s)", "%.3f" % t7b)
+    row("W7 units that stayed / kept their ports", "%d / %d" % (len(stayed), sum(p7b.ports[k] == p7.ports[k] for k in stayed)),
+        "goal equal")
+    row("W7 stateful instances held / moved", "%d / %d" % (len(p7b.held), sum(
+        1 for k in p7b.moved if any(s7.services[s].stateful for s in p7b.units[k].services))), "goal moved 0")
     return rows
 
 
