@@ -209,6 +209,21 @@ def test_mariadb_refuses_an_empty_datadir_without_root_password(lamp):
         container.remove(force=True, v=True)
 
 
+def test_a_failed_initialisation_leaves_an_empty_datadir(lamp):
+    client = lamp["clients"][2]
+    env = dict(SECRETS, MARIADB_DATABASE="d" * 80)  # longer than MariaDB allows: CREATE DATABASE fails
+    container = client.containers.run("local/mariadb:10.11", name="db-bad", detach=True, environment=env,
+                                      volumes={"db-bad": {"bind": "/var/lib/mysql", "mode": "rw"}})
+    try:
+        assert container.wait(timeout=60)["StatusCode"] == 1
+        assert "initialisation failed" in container.logs().decode()
+    finally:
+        container.remove(force=True)
+    listing = client.containers.run("local/mariadb:10.11", ["ls", "-A", "/var/lib/mysql"], remove=True,
+                                    volumes={"db-bad": {"bind": "/var/lib/mysql", "mode": "rw"}})
+    assert listing.decode().split() == []
+
+
 def test_a_layer_holds_exactly_the_difference_from_the_base(tmp_path):
     """The builder's diff, on a small tree: changed (also same size, same second) and new paths, a whiteout
     per removed path (one for a removed folder), and a new hard link to a base file written as a plain

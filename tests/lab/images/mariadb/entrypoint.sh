@@ -5,6 +5,7 @@
 #                           required unless MARIADB_ALLOW_EMPTY_ROOT_PASSWORD=1
 #   MARIADB_DATABASE        a database to create (optional)
 #   MARIADB_USER, MARIADB_PASSWORD   a user@'%' with every privilege on MARIADB_DATABASE (optional)
+# A failed initialisation exits 1 and leaves the datadir empty (the next start tries again).
 # A datadir that is already initialised is used as it is: nothing is re-initialised, the
 # environment is not applied again. Arguments that start with "-" go to mariadbd
 # (`command: [--innodb-buffer-pool-size=64M]`); any other command runs instead of the server.
@@ -38,11 +39,13 @@ if [ ! -d "$datadir/mysql" ]; then
     log "MARIADB_USER needs MARIADB_PASSWORD"
     exit 1
   fi
+  if [ "${MARIADB_USER:-}" = root ]; then
+    log "MARIADB_USER=root: root exists already, its password is MARIADB_ROOT_PASSWORD"
+    exit 1
+  fi
   log "initialising an empty $datadir"
   # --cross-bootstrap: no grants naming this container's hostname, which the next container has not.
   mariadb-install-db --user=mysql --datadir="$datadir" --skip-test-db --cross-bootstrap >/dev/null
-  # Run once by the server itself before it accepts connections (one statement per line), so the
-  # healthcheck only passes once the database and the user exist.
   (
     umask 077
     {
@@ -66,7 +69,28 @@ if [ ! -d "$datadir/mysql" ]; then
       fi
     } >"$init_sql"
   )
-  chown mysql:mysql "$init_sql"
-  args+=(--init-file="$init_sql")
+  # A temporary server without networking runs the SQL (every statement checked; the healthcheck,
+  # over TCP, fails meanwhile). If anything fails the datadir is emptied again, so the next start
+  # initialises it from scratch instead of serving a half-made database.
+  socket=/run/mysqld/init.sock
+  mariadbd --user=mysql --datadir="$datadir" --skip-networking --socket="$socket" &
+  pid=$!
+  fail() {
+    log "initialisation failed: $*"
+    kill "$pid" 2>/dev/null && wait "$pid" || true
+    rm -f "$init_sql"
+    find "$datadir" -mindepth 1 -delete
+    exit 1
+  }
+  for _try in $(seq 300); do
+    mariadb-admin --socket="$socket" -uroot ping >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || fail "the temporary server exited"
+    sleep 0.1
+  done
+  mariadb --socket="$socket" -uroot --batch <"$init_sql" || fail "the SQL above"
+  rm -f "$init_sql"
+  kill "$pid"
+  wait "$pid" || fail "the temporary server did not shut down cleanly"
+  log "initialised"
 fi
 exec mariadbd "${args[@]}" "$@"
