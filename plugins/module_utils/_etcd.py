@@ -90,6 +90,7 @@ def client_from_params(params: t.Mapping[str, t.Any]) -> EtcdClient:
 #: Seconds to wait for one member's status when telling a lost quorum from a slow network.
 QUORUM_PROBE_TIMEOUT = 2.0
 
+
 class EtcdError(Exception):
     """An error answered by etcd (`code` is the gRPC status code, 0 if unknown)."""
 

@@ -174,7 +174,7 @@ def test_database_down_health_503_and_the_load_balancer_routes_around_it(lamp):
     finally:
         db_b.start()
     wait_for(lambda: health(db_b) == "healthy", 30, "db-b healthy again")
-    wait_for(lambda: {answer(get(lamp["lb"] + "/")[1])["instance"] for _ in range(4)} == {"lamp-a", "lamp-b"}, 15,
+    wait_for(lambda: {answer(get(lamp["lb"] + "/")[1])["instance"] for _attempt in range(4)} == {"lamp-a", "lamp-b"}, 15,
              "lamp-b back behind the load balancer")
 
 

@@ -79,7 +79,7 @@ def test_task_examples_pass_syntax_check(path, tmp_path, module_options):
     playbook.write_text(yaml.safe_dump([{"name": "Examples of " + os.path.basename(path), "hosts": "localhost",
                                          "gather_facts": False, "tasks": tasks}], sort_keys=False))
     out = subprocess.run(["ansible-playbook", "--syntax-check", "-i", "localhost,", str(playbook)], env=env(),
-                         capture_output=True, text=True, cwd=ROOT)
+                         check=False, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -108,7 +108,7 @@ def test_etcd_member_initial_cluster_example_renders(tmp_path):
     playbook = tmp_path / "render.yml"
     playbook.write_text(yaml.safe_dump([{"name": "Render", "hosts": "localhost", "gather_facts": False, "vars": {"added": added},
                                          "tasks": [task]}], sort_keys=False))
-    out = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)], env=env(), capture_output=True,
+    out = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(playbook)], env=env(), check=False, capture_output=True,
                          text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout[-3000:]
     assert ("--initial-cluster node-1=https://10.0.0.11:2380,node-2=https://10.0.0.12:2380,node-3=https://10.0.0.13:2380,"
@@ -124,5 +124,5 @@ def test_stack_plan_inline_example_runs(tmp_path):
     playbook = tmp_path / "run.yml"
     playbook.write_text(yaml.safe_dump([{"name": "Run", "hosts": "localhost", "gather_facts": False, "tasks": tasks}], sort_keys=False))
     out = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=" + sys.executable,
-                          str(playbook)], env=env(), capture_output=True, text=True, cwd=ROOT)
+                          str(playbook)], env=env(), check=False, capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "failed=0" in out.stdout, out.stdout[-3000:]

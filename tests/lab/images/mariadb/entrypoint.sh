@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # local/mariadb:10.11 - Debian 12's MariaDB in the foreground on 3306, all interfaces.
 # First start with an empty /var/lib/mysql: initialise it, then create from the environment
 #   MARIADB_ROOT_PASSWORD   root's password (root@localhost keeps socket login too, plus root@'%');
@@ -21,6 +21,7 @@ fi
 
 # SQL literals for values from the environment.
 sql_string() { local s=${1//\\/\\\\}; s=${s//\'/\\\'}; printf "'%s'" "$s"; }
+# shellcheck disable=SC2016  # the backquotes are SQL identifier quotes, not a command
 sql_name() { printf '`%s`' "${1//\`/\`\`}"; }
 
 mkdir -p /run/mysqld
@@ -77,7 +78,7 @@ if [ ! -d "$datadir/mysql" ]; then
   pid=$!
   fail() {
     log "initialisation failed: $*"
-    kill "$pid" 2>/dev/null && wait "$pid" || true
+    if kill "$pid" 2>/dev/null; then wait "$pid" || true; fi
     rm -f "$init_sql"
     find "$datadir" -mindepth 1 -delete
     exit 1

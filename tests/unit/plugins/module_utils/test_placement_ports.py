@@ -230,7 +230,7 @@ def test_ports_are_stable_when_the_unit_stays_and_deterministic():
     assert plan(sp, list(reversed(hosts))).ports == first.ports
     # scale down lamp-1 (frees the lowest ports), then back: the others keep theirs
     smaller = plan(_spec.with_counts(sp, {"lamp": 5}), hosts, first.assignments, previous_ports=first.ports)
-    assert {k: v for k, v in smaller.ports.items()} == {k: v for k, v in first.ports.items() if k != "lamp-6"}
+    assert dict(smaller.ports) == {k: v for k, v in first.ports.items() if k != "lamp-6"}
     # a port the previous plan chose that is now free lower down is kept all the same
     previous_ports = json.loads(json.dumps(first.ports))
     previous_ports["lamp-1"]["db"][0]["host_port"] = 25000
@@ -387,8 +387,8 @@ deploy:
     first = plan(sp, _hosts("a", "b"))
     p = plan(sp, _hosts("a", "b", "c", "d"), first.assignments, previous_ports=first.ports, rebalance={"max_moves": 10})
     assert all(not m.key.startswith("lamp") for m in p.moves)
-    assert plan(sp.__class__(**dict(sp.__dict__, services={k: s.__class__(**dict(s.__dict__, stateful=False))
-                                                           for k, s in sp.services.items()})),
+    stateless = {k: s.__class__(**dict(s.__dict__, stateful=False)) for k, s in sp.services.items()}
+    assert plan(sp.__class__(**{**sp.__dict__, "services": stateless}),
                 _hosts("a", "b", "c", "d"), first.assignments, rebalance={"max_moves": 10}).moves  # not stateful: some move
 
 
@@ -509,7 +509,7 @@ def _assert_no_collision(sp, p):
         for name, entries in services.items():
             service = sp.services[name]
             assert len(entries) == sum(1 for port in service.ports if port.dynamic or port.host_port is not None)
-            for entry, port in zip([e for e in entries], [q for q in service.ports if q.dynamic or q.host_port is not None], strict=True):
+            for entry, port in zip(list(entries), [q for q in service.ports if q.dynamic or q.host_port is not None], strict=True):
                 slot = (where, entry["host_port"], entry["protocol"])
                 assert slot not in used, (slot, key, used.get(slot))
                 used[slot] = key
