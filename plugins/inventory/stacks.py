@@ -279,9 +279,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _load_spec(self, path):
         stack_file = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(self.get_option("stack_file")))
         try:
-            return _spec.load_file(stack_file)
+            spec = _spec.load_file(stack_file)
         except (_spec.SpecError, ImportError) as exc:
             raise AnsibleParserError(str(exc))
+        for warning in spec.warnings:  # a valid file that likely means something else (a double-quoted "string")
+            self.display.warning("stackfleet: %s" % warning)
+        return spec
 
     def _inline_hosts(self):
         """name → (host document, extra vars) from the `hosts` option, untrusted and validated."""

@@ -143,11 +143,15 @@ def resolve_endpoint(params: t.Mapping[str, t.Any], environ: t.Optional[t.Mappin
         return Endpoint(**common)
     if verify is None and (tls or ca_path):
         return Endpoint(tls=True, verify=True, **common)  # tls: true verifies unless validate_certs: false says otherwise
+    why = ("validate_certs: false turns verification off, not TLS" if verify is False
+           else "neither tls nor validate_certs is set and no CA certificate is known")
     raise EngineError(
-        "refusing to talk to the Docker engine at %s without TLS: set validate_certs: true (with ca_path, "
-        "client_cert and client_key, or DOCKER_CERT_PATH holding ca.pem, cert.pem, key.pem), or tls: true "
-        "with validate_certs: false to encrypt without verifying the engine, or tls: false to accept an "
-        "unencrypted, unauthenticated connection" % url)
+        "refusing to talk to the Docker engine at %s without TLS (%s): give the engine's CA as ca_path (or ca.pem "
+        "in DOCKER_CERT_PATH), or set tls: true or validate_certs: true, to use TLS and verify the engine's "
+        "certificate against ca_path or the system CA store (an engine started with --tlsverify also wants "
+        "client_cert and client_key, or cert.pem and key.pem there); tls: true with validate_certs: false "
+        "encrypts without verifying the engine; tls: false talks plain text, unencrypted and unauthenticated. "
+        "In the roles and the inventory these are the host variables stackfleet_docker_<option>" % (url, why))
 
 
 def _hostname_adapter(hostname: str) -> t.Any:

@@ -150,6 +150,7 @@ class Spec:
     stacks: t.Mapping[str, t.Tuple[str, ...]]
     deploys: t.Mapping[str, Deploy]  # in file order
     source: str = "<inline>"  # file name for messages
+    warnings: t.Tuple[str, ...] = ()  # `<source>: <key path>: <problem>` of a valid file that likely means something else
 
 
 @dataclasses.dataclass(frozen=True)

@@ -37,6 +37,7 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_host
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_rebalance import rebalance as _rebalance
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_repair import candidates as _repair_candidates
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_repair import others as _repair_others
+from ansible_collections.stackfleet.cluster.plugins.module_utils._spec import quoted_fields
 
 #: Why a kept unit changed host (contract 2 of issue 9; docs/placement.md "Moves").
 MOVE_REASONS = ("host-missing", "drained", "ineligible", "repair", "rebalance")
@@ -526,7 +527,9 @@ def _precheck(spec: Spec, r: _Rules, n_hosts: int, n_drained: int = 0, held_out:
     if not eligible:
         drained = ", %d drained" % n_drained if n_drained else ""
         if deploy.constraint:
-            return "deploy.%s: constraint: no host matches %r (%d hosts%s)" % (key, deploy.constraint, n_hosts, drained)
+            quoting = quoted_fields(deploy.constraint)
+            return "deploy.%s: constraint: no host matches %r (%d hosts%s)%s" % (
+                key, deploy.constraint, n_hosts, drained, "; " + quoting if quoting else "")
         if n_drained:
             return "deploy.%s: count: needs %d instances, all %d hosts are drained" % (key, deploy.count, n_hosts)
         return "deploy.%s: count: needs %d instances, there are no hosts" % (key, deploy.count)

@@ -46,16 +46,54 @@ def conflicting_instances(table: HostTable, i: int, deploys: t.Iterable[str]) ->
     return sorted((inst for d in deploys if d in placed for inst in placed[d]), key=natural_key)
 
 
-def port_holders(table: HostTable, i: int, ports: t.AbstractSet[t.Any], all_rules: t.Optional[t.Mapping[str, t.Any]]) -> t.List[str]:
-    """Instances on host i of deploys that publish one of `ports` (those that hold them)."""
-    if not all_rules:
-        return []
-    found = []
-    for d, instances in table.placed[i].items():
-        r = all_rules.get(d)
-        if r is not None and any(not ports.isdisjoint(shape.ports) for shape in r.shapes):
-            found.extend(instances)
-    return sorted(found, key=natural_key)
+def _publisher(shapes: t.Sequence[t.Any], port: t.Tuple[int, str]) -> t.Optional[str]:
+    for shape in shapes:
+        if port in shape.ports:
+            return t.cast(str, shape.publishers.get(port, ("?", 0))[0])
+    return None
+
+
+def port_takers(table: HostTable, hosts: t.Iterable[int], ports: t.AbstractSet[t.Any],
+                all_rules: t.Optional[t.Mapping[str, t.Any]]) -> str:
+    """Who holds which of `ports` on `hosts`, one clause per port and holding service, in port
+    then host order: `80/tcp on a, b by web (lamp-1, lamp-2); 443/tcp on c by lb (lb-1)`."""
+    groups: t.Dict[t.Tuple[t.Tuple[int, str], str], t.Tuple[t.List[int], t.List[str]]] = {}
+    for i in sorted(hosts):
+        for port in sorted(table.ports[i] & ports):
+            held = False
+            for d, instances in sorted(table.placed[i].items()):
+                r = (all_rules or {}).get(d)
+                service = _publisher(r.shapes, port) if r is not None else None
+                if service is None:
+                    continue
+                held = True
+                where, who = groups.setdefault((port, service), ([], []))
+                if i not in where:
+                    where.append(i)
+                who.extend(instances)
+            if not held:
+                groups.setdefault((port, ""), ([], []))[0].append(i)
+    clauses = []
+    for (port, service), (where, who) in sorted(groups.items(), key=lambda g: (g[0][0], g[1][0][0], g[0][1])):
+        clause = "%s on %s" % (fmt_ports([port]), _listed([table.names[i] for i in where]))
+        if service:
+            clause += " by %s (%s)" % (service, _listed(sorted(set(who), key=natural_key)))
+        clauses.append(clause)
+    return "; ".join(clauses)
+
+
+def port_fix(shape: t.Any, taken: t.AbstractSet[t.Tuple[int, str]]) -> str:
+    """What to change so that a unit publishing `taken` static ports can share a host."""
+    mine = sorted(p for p in taken if p in shape.publishers)
+    if not mine:
+        return ""
+    by_service: t.Dict[str, t.List[t.Tuple[int, str]]] = {}
+    for p in mine:
+        by_service.setdefault(shape.publishers[p][0], []).append(p)
+    owners = ["%s's %s" % (service, fmt_ports(ports)) for service, ports in sorted(by_service.items())]
+    autos = ['"auto:%d%s"' % (shape.publishers[p][1], "" if p[1] == "tcp" else "/" + p[1]) for p in mine]
+    return ("; fix: publish %s as %s (each instance gets a free host port of host_port_range), "
+            "give it another host port, or add hosts" % (" and ".join(owners), " and ".join(autos)))
 
 
 def range_holders(table: HostTable, i: int, slot: t.Tuple[str, int, int], all_rules: t.Optional[t.Mapping[str, t.Any]]) -> t.List[str]:
@@ -114,24 +152,24 @@ def unplaced(table: HostTable, rules: t.Any, unit: t.Any, more: int, all_rules: 
                    for i in sorted(exhausted)]
         return "deploy.%s: ports: %s%s needs %s; host_port_range %s is exhausted on all %d hosts open to it: %s%s" % (
             key, what, tail, fmt_needs(shape.needs), ", ".join(ranges), len(exhausted), _listed(holders), blocked)
+    taken: t.Set[t.Tuple[int, str]] = set()
+    for i in clash:
+        taken |= table.ports[i] & shape.ports
     if clash and not roomy:
-        holders = ["%s (%s)" % (table.names[i], ", ".join(port_holders(table, i, shape.ports, all_rules)) or "taken")
-                   for i in sorted(clash)]
-        if len(clash) == 1:
-            return "deploy.%s: ports: %s%s needs %s; the 1 host open to it has one taken: %s%s" % (
-                key, what, tail, fmt_ports(shape.ports), holders[0], blocked)
-        return "deploy.%s: ports: %s%s needs %s; all %d hosts open to it have one taken: %s%s" % (
-            key, what, tail, fmt_ports(shape.ports), len(clash), _listed(holders), blocked)
+        hosts = "the 1 host open to it has one taken" if len(clash) == 1 else "all %d hosts open to it have one taken" % len(clash)
+        return "deploy.%s: ports: %s%s needs %s; %s: %s%s%s" % (
+            key, what, tail, fmt_ports(shape.ports), hosts, port_takers(table, clash, shape.ports, all_rules), blocked,
+            port_fix(shape, taken))
     notes = ["%d eligible" % len(eligible)]
     if roomy:
         best = max(roomy, key=lambda i: (table.free_cpu[i], table.free_mem[i], -i))
         notes.append("best has %s" % table.describe_free(best))
     if clash:
-        notes.append("%s%d have a port of %s taken" % ("" if roomy else "all ", len(clash), fmt_ports(shape.ports)))
+        notes.append("%d have a port taken: %s" % (len(clash), port_takers(table, clash, shape.ports, all_rules)))
     if exhausted:
         notes.append("%d have host_port_range %s exhausted" % (len(exhausted), ", ".join(sorted({fmt_range(*s) for s in exhausted.values()}))))
     return "deploy.%s: capacity: %s%s needs %s; no eligible host has room (%s)%s" % (
-        key, what, tail, shape.describe(), ", ".join(notes), blocked)
+        key, what, tail, shape.describe(), ", ".join(notes), blocked)  # no port fix: capacity binds first
 
 
 def _takes_new_instance(table: HostTable, rules: t.Any, i: int) -> bool:
@@ -144,6 +182,7 @@ def global_unplaced(table: HostTable, rules: t.Any, units: t.Sequence[t.Any],
     """Messages for a global deploy's instances whose own host cannot take them, one per rule."""
     key = rules.deploy.key
     by_rule: t.Dict[str, t.List[str]] = {}
+    taken: t.Set[t.Tuple[int, str]] = set()
     for unit in units:
         i = unit.fixed
         name = table.names[i]
@@ -154,10 +193,8 @@ def global_unplaced(table: HostTable, rules: t.Any, units: t.Sequence[t.Any],
             missing = sorted(d for d in rules.affinity if d not in table.placed[i])
             by_rule.setdefault("affinity", []).append("%s (runs no %s)" % (name, ", ".join(missing)))
         elif unit.shape.ports and not table.ports[i].isdisjoint(unit.shape.ports):
-            taken = table.ports[i] & unit.shape.ports
-            holders = port_holders(table, i, taken, all_rules)
-            by_rule.setdefault("ports", []).append("%s (port %s taken%s)" % (
-                name, fmt_ports(taken), " by " + ", ".join(holders) if holders else ""))
+            taken |= table.ports[i] & unit.shape.ports
+            by_rule.setdefault("ports", []).append("%s (%s)" % (name, port_takers(table, [i], unit.shape.ports, all_rules)))
         elif unit.shape.needs and table.short_range(i, unit.shape.needs):
             slot = t.cast(t.Tuple[str, int, int], table.short_range(i, unit.shape.needs))
             by_rule.setdefault("ports", []).append("%s (host_port_range %s exhausted)" % (name, fmt_range(*slot)))
@@ -168,6 +205,7 @@ def global_unplaced(table: HostTable, rules: t.Any, units: t.Sequence[t.Any],
     for rule in sorted(by_rule):
         hosts = by_rule[rule]
         listed = "; ".join(hosts[:_LIST_AT_MOST]) + ("; ..." if len(hosts) > _LIST_AT_MOST else "")
-        messages.append("deploy.%s: %s: global instance needs %s; cannot run on %d of %d eligible hosts: %s" % (
-            key, rule, need, len(hosts), len(rules.eligible), listed))
+        fix = port_fix(units[0].shape, taken) if rule == "ports" else ""
+        messages.append("deploy.%s: %s: global instance needs %s; cannot run on %d of %d eligible hosts: %s%s" % (
+            key, rule, need, len(hosts), len(rules.eligible), listed, fix))
     return messages

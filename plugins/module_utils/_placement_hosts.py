@@ -25,7 +25,7 @@ class Shape:
     ports and their dynamic (`auto`) ones: `dynamic` lists (service, port, range) in service
     order, `needs` how many ports of each (protocol, low, high) range that is."""
 
-    __slots__ = ("services", "milli_cpus", "memory_mb", "ports", "dynamic", "needs", "stateful", "any_ports")
+    __slots__ = ("services", "milli_cpus", "memory_mb", "ports", "dynamic", "needs", "stateful", "any_ports", "publishers")
 
     def __init__(self, services: t.Sequence[Service]):
         self.services = tuple(s.name for s in services)
@@ -35,6 +35,9 @@ class Shape:
         for service in services:
             ports.update(service.host_ports)
         self.ports = frozenset(ports)
+        # static host port -> (service, container port) that publishes it, for error messages
+        self.publishers = {p.host_key: (s.name, p.container_port) for s in services for p in s.ports
+                           if p.host_key is not None and not p.dynamic}
         self.dynamic = tuple((s.name, p, tuple(s.host_port_range)) for s in services for p in s.ports if p.dynamic)
         needs: t.Dict[t.Tuple[str, int, int], int] = {}
         for _name, port, (low, high) in self.dynamic:

@@ -207,7 +207,8 @@ def _build(errs: checks.Errors, data: t.Any) -> Spec:
     declared = list(raw_deploy) if isinstance(raw_deploy, t.Mapping) else []
     _check_references(errs, services, deploys, service_names, declared)
     errs.raise_any()
-    return Spec(cluster=cluster, strategy=strategy, services=services, stacks=stacks, deploys=deploys, source=errs.source)
+    return Spec(cluster=cluster, strategy=strategy, services=services, stacks=stacks, deploys=deploys, source=errs.source,
+                warnings=tuple(errs.warnings))
 
 
 def _stacks(errs: checks.Errors, raw: t.Any, service_names: t.Sequence[str]
@@ -286,6 +287,9 @@ def _deploy(errs: checks.Errors, path: str, key: str, body: t.Mapping[str, t.Any
         constraint = checks.string(errs, checks.join(path, "constraint"), body["constraint"], "a JMESPath expression string")
         if constraint is not None:
             constraint_fn = _compile_constraint(errs, checks.join(path, "constraint"), constraint)
+            problem = quoted_fields(constraint) if constraint_fn is not None else None
+            if problem:
+                errs.warn(checks.join(path, "constraint"), problem)
 
     conflicts = _deploy_keys(errs, checks.join(path, "conflicts"), body.get("conflicts"), keys)
     affinity = _deploy_keys(errs, checks.join(path, "affinity"), body.get("affinity"), keys)
@@ -355,6 +359,49 @@ def _jmespath_problem(exc: Exception) -> str:
     if getattr(exc, "token_value", None) is not None:
         return "unexpected %s%s" % (show(exc.token_value), where)
     return " ".join(str(exc).split())
+
+
+#: The top-level fields of a host document (Host.document()); a field named in double quotes
+#: that is none of these is null on every host.
+HOST_DOCUMENT_FIELDS = ("name", "labels", "capacity", "facts", "address")
+#: Tokens after which the current node is no longer the host document (projections, pipes).
+_NEW_CONTEXT = ("filter", "pipe", "flatten", "star", "lbracket", "expref", "lbrace")
+
+
+def quoted_fields(text: str) -> t.Optional[str]:
+    """A warning when a constraint names fields in double quotes that read as strings
+    (`labels.disk == "ssd"`: in JMESPath "ssd" is the field ssd, null on every host), with the
+    expression that means the strings; None when there are none or the text does not tokenize."""
+    if jmespath is None:
+        return None
+    try:
+        tokens = list(jmespath.lexer.Lexer().tokenize(text))
+    except JMESPathError:
+        return None
+    spans = []
+    previous = None
+    for token in tokens:
+        if token["type"] in _NEW_CONTEXT:
+            break
+        if token["type"] == "quoted_identifier" and (previous is None or previous["type"] != "dot") \
+                and token["value"] not in HOST_DOCUMENT_FIELDS:
+            start = end = token["start"] + 1
+            while end < len(text) and text[end] != '"':
+                end += 2 if text[end] == "\\" else 1
+            spans.append((token["start"], end + 1, str(token["value"])))
+        previous = token
+    if not spans:
+        return None
+    fixed, last = [], 0
+    for start, end, value in spans:
+        fixed.append(text[last:start] + "'%s'" % value.replace("\\", "\\\\").replace("'", "\\'"))
+        last = end
+    fixed.append(text[last:])
+    raw = [text[start:end] for start, end, _value in spans]
+    return ("%s %s in JMESPath (double quotes name a field of the host document, which has none of that name, so %s null "
+            "on every host); for a string use single quotes or backticks (%s): %s" % (
+                ", ".join(raw), "is a field name" if len(raw) == 1 else "are field names", "it is" if len(raw) == 1 else "each is",
+                ", ".join("`%s`" % r for r in raw), "".join(fixed)))
 
 
 def _compile_constraint(errs: checks.Errors, path: str, text: str) -> t.Optional[t.Callable[[t.Mapping[str, t.Any]], bool]]:

@@ -38,16 +38,26 @@ class SpecError(ValueError):
 
 
 class Errors:
-    """Collects messages as `<source>: <key path>: <problem>`."""
+    """Collects messages as `<source>: <key path>: <problem>`; warnings (a valid file that
+    most likely does not say what was meant) in the same form, apart."""
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.messages: t.List[str] = []
+        self.warnings: t.List[str] = []
+
+    def _text(self, path: str, message: str) -> str:
+        return "%s: %s: %s" % (self.source, path, message) if path else "%s: %s" % (self.source, message)
 
     def add(self, path: str, message: str) -> None:
-        text = "%s: %s: %s" % (self.source, path, message) if path else "%s: %s" % (self.source, message)
+        text = self._text(path, message)
         if text not in self.messages:
             self.messages.append(text)
+
+    def warn(self, path: str, message: str) -> None:
+        text = self._text(path, message)
+        if text not in self.warnings:
+            self.warnings.append(text)
 
     def raise_any(self) -> None:
         if self.messages:

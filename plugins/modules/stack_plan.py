@@ -357,6 +357,8 @@ def main():
 
     try:
         spec = _load_spec(module)
+        for warning in spec.warnings:  # a valid file that likely means something else (a double-quoted "string")
+            module.warn(warning)
         if module.params["scale"]:
             spec = _spec.with_counts(spec, module.params["scale"])
         hosts = _spec.load_hosts(module.params["hosts"], source="hosts")

@@ -155,7 +155,9 @@ def test_capacity_error_names_instance_needs_and_best_host():
               [deploy("lamp", ("mysql", "web"), count=5)])
     assert errors_of(sp, hosts) == [
         "deploy.lamp: ports: instance lamp-4 (and 1 more) needs 3306/tcp,8080/tcp; all 3 hosts open to it have one taken: "
-        "node-1 (lamp-1), node-2 (lamp-2), node-3 (lamp-3)"]
+        "3306/tcp on node-1, node-2, node-3 by mysql (lamp-1, lamp-2, lamp-3); 8080/tcp on node-1, node-2, node-3 by web "
+        "(lamp-1, lamp-2, lamp-3); fix: publish mysql's 3306/tcp and web's 8080/tcp as \"auto:3306\" and \"auto:8080\" "
+        "(each instance gets a free host port of host_port_range), give it another host port, or add hosts"]
     sp = spec([svc("big", cpus=1.5, memory_mb=512)], [deploy("big", count=4)])
     assert errors_of(sp, hosts) == [
         "deploy.big: capacity: instance big-4 needs cpus 1.5, memory 512 MiB; no eligible host has room "
@@ -191,7 +193,10 @@ def test_affinity_lands_next_to_its_target_and_reports_when_impossible():
     p = plan(sp, hosts_n(4))
     assert p.assignments["cache-1"] == p.assignments["cache-2"] == p.assignments["db-1"]
     sp = spec([svc("db"), svc("cache", ports=[80])], [deploy("cache", count=2, affinity=("db",)), deploy("db", count=1)])
-    assert errors_of(sp, hosts_n(4)) == ["deploy.cache: ports: instance cache-2 needs 80/tcp; the 1 host open to it has one taken: node-1 (cache-1)"]
+    assert errors_of(sp, hosts_n(4)) == [
+        "deploy.cache: ports: instance cache-2 needs 80/tcp; the 1 host open to it has one taken: 80/tcp on node-1 by cache (cache-1); "
+        "fix: publish cache's 80/tcp as \"auto:80\" (each instance gets a free host port of host_port_range), give it another host "
+        "port, or add hosts"]
     sp = spec([svc("db"), svc("cache")], [deploy("db", count=1, **label_is("disk", "ssd")),
                                           deploy("cache", count=1, affinity=("db",))])
     errors = errors_of(sp, hosts_n(2))

@@ -50,8 +50,9 @@ def test_kept_instance_blocking_a_new_one_is_moved_and_nothing_else():
 def test_without_repair_the_error_names_the_port_holder_and_the_conflict():
     hosts, _before, after, previous = blog_case()
     assert errors_of(after, hosts, previous, repair=False) == [
-        "deploy.blog: ports: instance blog-1 needs 8080/tcp; the 1 host open to it has one taken: node-1 (lamp-1); "
-        "1 more eligible run instances blog conflicts with: node-3 (lb-1)"]
+        "deploy.blog: ports: instance blog-1 needs 8080/tcp; the 1 host open to it has one taken: 8080/tcp on node-1 by lamp (lamp-1); "
+        "1 more eligible run instances blog conflicts with: node-3 (lb-1); fix: publish blog's 8080/tcp as \"auto:8080\" "
+        "(each instance gets a free host port of host_port_range), give it another host port, or add hosts"]
 
 
 def test_a_conflict_on_the_only_eligible_host_is_reported_as_a_conflict():

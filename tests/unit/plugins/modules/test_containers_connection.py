@@ -26,8 +26,25 @@ def test_tcp_without_tls_choice_and_without_certs_refuses(tmp_path):
         dk.resolve_endpoint({"docker_host": "tcp://10.0.0.1:2375"}, {})
     with pytest.raises(dk.EngineError, match="without TLS"):  # a cert dir with no ca.pem does not count
         dk.resolve_endpoint({"docker_host": "tcp://10.0.0.1:2375"}, {"DOCKER_CERT_PATH": str(tmp_path)})
-    with pytest.raises(dk.EngineError, match="without TLS"):  # "do not verify" is not "no TLS"
-        dk.resolve_endpoint({"docker_host": "tcp://10.0.0.1:2375", "validate_certs": False}, {})
+    with pytest.raises(dk.EngineError, match=r"without TLS \(validate_certs: false turns verification off, not TLS\)"):
+        dk.resolve_endpoint({"docker_host": "tcp://10.0.0.1:2375", "validate_certs": False}, {})  # "do not verify" is not "no TLS"
+
+
+def test_the_refusal_says_what_each_choice_does():
+    with pytest.raises(dk.EngineError) as caught:
+        dk.resolve_endpoint({"docker_host": "tcp://10.0.0.1:2375"}, {})
+    message = str(caught.value)
+    assert "(neither tls nor validate_certs is set and no CA certificate is known)" in message
+    # each clause is what resolve_endpoint does with that choice
+    for params, (tls, verify) in (({"ca_path": "/ca.pem"}, (True, True)), ({"tls": True}, (True, True)),
+                                  ({"validate_certs": True}, (True, True)), ({"tls": True, "validate_certs": False}, (True, False)),
+                                  ({"tls": False}, (False, False))):
+        ep = dk.resolve_endpoint(dict(params, docker_host="tcp://10.0.0.1:2375"), {})
+        assert (ep.tls, ep.verify) == (tls, verify), params
+    assert "give the engine's CA as ca_path (or ca.pem in DOCKER_CERT_PATH), or set tls: true or validate_certs: true, " \
+        "to use TLS and verify the engine's certificate against ca_path or the system CA store" in message
+    assert "tls: true with validate_certs: false encrypts without verifying the engine" in message
+    assert "tls: false talks plain text, unencrypted and unauthenticated" in message
 
 
 def test_tcp_with_cert_path_defaults_to_verified_tls(certdir):
