@@ -49,9 +49,14 @@ def container_name(cluster: str, instance: str, service: str) -> str:
 
 
 def render(spec: Spec, placement_assignments: t.Mapping[str, str], hosts: t.Sequence[Host],
-           ports: t.Optional[t.Mapping[str, t.Mapping[str, t.Sequence[t.Mapping[str, t.Any]]]]] = None
-           ) -> t.Dict[str, t.List[t.Dict[str, t.Any]]]:
+           ports: t.Optional[t.Mapping[str, t.Mapping[str, t.Sequence[t.Mapping[str, t.Any]]]]] = None,
+           unavailable: t.Iterable[str] = ()) -> t.Dict[str, t.List[t.Dict[str, t.Any]]]:
     """Host name → container documents on it, sorted by name; every host is present.
+
+    `unavailable` names hosts that are placed on but not running anything this run (the plan's
+    missing hosts, where stateful instances are held): `deploy.<key>.<service>.addresses` leaves
+    their instances out, so a load balancer never names a backend that cannot answer (nor a host
+    it cannot resolve).
 
     `ports` is the plan's `Placement.ports` (placement key → service → published ports): it
     gives the host ports the planner chose for `auto` ports, which the documents carry.
@@ -74,8 +79,11 @@ def render(spec: Spec, placement_assignments: t.Mapping[str, str], hosts: t.Sequ
 
     siblings: t.Dict[str, t.Dict[str, str]] = {}  # instance → service → host
     backends: t.Dict[t.Tuple[str, str], t.List[t.Tuple[str, t.Optional[int]]]] = {}  # (deploy, service) → (host, port)
+    down = frozenset(unavailable)
     for unit in units:
         siblings.setdefault(unit.instance, {})[unit.service] = unit.host
+        if unit.host in down:
+            continue
         first = published.get((unit.instance, unit.service))
         backends.setdefault((unit.deploy.key, unit.service), []).append((unit.host, first[0]["host_port"] if first else None))
 

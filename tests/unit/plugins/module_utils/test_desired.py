@@ -133,6 +133,14 @@ def test_references_resolve_across_hosts():
     assert docs["prod.agent-n3.agent"]["env"] == {"ME": "agent-n3 on n3"}
 
 
+def test_addresses_leave_out_instances_held_on_an_unavailable_host():
+    """A stateful instance held on a down host keeps its placement, but a load balancer must not
+    name it: haproxy refuses to start on a backend it cannot resolve, taking every instance down."""
+    docs = _by_name(_desired.render(_spec_of(REFS), REFS_PLACEMENT, HOSTS, unavailable=["n3"]))
+    assert docs["prod.lb-1.lb"]["env"] == {"BACKENDS": "10.0.0.2,10.0.0.1", "DBS": "10.0.0.1,10.0.0.2", "AGENTS": "10.0.0.1"}
+    assert docs["prod.app-2.web"]["command"][1] == "--db=n3"  # the held instance's own documents are unchanged
+
+
 def test_addresses_of_a_deploy_scaled_to_zero_are_empty():
     spec = _spec_of("cluster: c\nservices:\n  web: {image: x}\n  lb: {image: x, env: {B: '[{{ deploy.web.web.addresses }}]'}}\n"
                     "deploy:\n  web: {count: 0}\n  lb: {count: 1}\n")
