@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 # ansible-test sanity silently skips its shell script check when the shellcheck binary is absent.
+# docker-compose (1.29): the unit tests compare from_compose's reading of compose files with `docker-compose config`.
 APT_PACKAGES=(docker.io etcd-server etcd-client busybox-static iproute2 iptables haproxy
-              debootstrap openssl curl rsync make shellcheck)
+              debootstrap openssl curl rsync make shellcheck docker-compose)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
