@@ -330,9 +330,9 @@ def _ports(path: str, body: t.Mapping[str, t.Any], network_mode: t.Optional[str]
     if network_mode == "host":
         for host_ip, host, container, protocol in entries:
             if host not in ("", container) or host_ip:
+                given = _port_text(host_ip, host, container, protocol)
                 notes.add("%s.ports" % path, "%s: with network_mode host docker publishes nothing (the container listens on"
-                          " the host's port %s itself); kept as a reservation of that port" % (_port_text(host_ip, host, container, protocol),
-                                                                                             container))
+                          " the host's port %s itself); kept as a reservation of that port" % (given, container))
             result.append(_port_text("", "", container, protocol))
         if body.get("expose") is not None:
             notes.add(_join(path, "expose"), "dropped: with network_mode host nothing is exposed, the container listens on the host")
