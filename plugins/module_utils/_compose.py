@@ -164,7 +164,7 @@ def _top_level(compose: t.Mapping[str, t.Any], cluster: str, notes: _Notes) -> t
         if key == "services" or key.startswith("x-"):
             continue
         if key == "volumes":
-            for name, body in (value or {}).items() if isinstance(value, t.Mapping) else ():
+            for name, body in _mapping(key, value, notes).items():
                 volumes[str(name)] = _volume_name(str(name), body, "volumes.%s" % name, notes)
         elif key == "name":
             if value != cluster:
@@ -181,7 +181,7 @@ def _top_level(compose: t.Mapping[str, t.Any], cluster: str, notes: _Notes) -> t
 
 def _volume_name(name: str, body: t.Any, path: str, notes: _Notes) -> str:
     """A declared named volume: `external` and `name` as given; else `{{ cluster }}_<name>`, as docker-compose's `<project>_<name>`."""
-    body = body if isinstance(body, t.Mapping) else {}
+    body = _mapping(path, body, notes)
     external = body.get("external")
     for key in body:
         if key not in ("name", "external"):
@@ -240,9 +240,7 @@ def _service(path: str, body: t.Mapping[str, t.Any], volumes: t.Mapping[str, str
     labels = _labels(_join(path, "labels"), body.get("labels"), notes)
     if labels:
         service["labels"] = labels
-    deploy = body.get("deploy") if isinstance(body.get("deploy"), t.Mapping) else {}
-    if body.get("deploy") is not None and not isinstance(body.get("deploy"), t.Mapping):
-        notes.dropped(_join(path, "deploy"), why="expected a mapping, got %s" % show(body.get("deploy")))
+    deploy = _mapping(_join(path, "deploy"), body.get("deploy"), notes)
     restart = _restart(path, body, deploy, notes)
     if restart is not None:
         service["restart"] = restart
@@ -368,7 +366,7 @@ def _short_port(path: str, item: t.Any, notes: _Notes) -> t.List[t.Tuple[str, st
     if len(parts) == 1:
         parts = [""] + parts
     if len(parts) != 2 or not _PORT_NUMBERS.fullmatch(parts[1]) or (parts[0] and not _PORT_NUMBERS.fullmatch(parts[0])):
-        notes.dropped(path, why="cannot read the port %s" % show(item))
+        notes.dropped(path, why="cannot read the port entry %s" % show(item))
         return []
     return _host_range(path, host_ip, parts[0], parts[1], protocol, notes)
 
@@ -383,7 +381,7 @@ def _long_port(path: str, item: t.Mapping[str, t.Any], notes: _Notes) -> t.List[
     target = to_str(item.get("target", ""))
     published = "" if item.get("published") is None else to_str(item["published"])
     if not _PORT_NUMBERS.fullmatch(target) or (published and not _PORT_NUMBERS.fullmatch(published)):
-        notes.dropped(path, why="cannot read the port %s" % show(dict(item)))
+        notes.dropped(path, why="cannot read the port entry %s (target and published are port numbers)" % show(dict(item)))
         return []
     return _host_range(path, str(item.get("host_ip") or ""), published, target, str(item.get("protocol") or "tcp"), notes)
 
@@ -453,7 +451,7 @@ def _long_volume(path: str, item: t.Mapping[str, t.Any], declared: t.Mapping[str
         notes.dropped(path, why="an anonymous volume (target %s); give it a source so that it is the same volume after a"
                       " container is replaced" % show(item.get("target")))
         return None
-    return _mount(path, str(item["source"]), str(item.get("target", "")), to_str(item.get("read_only", False)) == "true",
+    return _mount(path, to_str(item["source"]), to_str(item.get("target") or ""), to_str(item.get("read_only", False)) == "true",
                   declared, project_dir, notes)
 
 
@@ -506,13 +504,13 @@ def _restart(path: str, body: t.Mapping[str, t.Any], deploy: t.Mapping[str, t.An
 
 def _resources(path: str, body: t.Mapping[str, t.Any], deploy: t.Mapping[str, t.Any], notes: _Notes) -> t.Dict[str, t.Any]:
     resources: t.Dict[str, t.Any] = {}
-    raw = deploy.get("resources") if isinstance(deploy.get("resources"), t.Mapping) else {}
     base = _join(path, "deploy.resources")
+    raw = _mapping(base, deploy.get("resources"), notes)
     for key in raw:
         if key != "limits":
             notes.dropped(_join(base, key), why="resources: are the container's limits and what the planner counts against a"
                           " host's capacity" if key == "reservations" else "")
-    limits = raw.get("limits") if isinstance(raw.get("limits"), t.Mapping) else {}
+    limits = _mapping(_join(base, "limits"), raw.get("limits"), notes)
     for key, value in limits.items():
         if key in ("cpus", "memory"):
             resources[key] = value
@@ -570,7 +568,7 @@ def _deploy(path: str, body: t.Mapping[str, t.Any], deploy: t.Mapping[str, t.Any
         if key not in ("mode", "replicas", "resources", "restart_policy", "placement", "update_config"):
             notes.dropped(_join(base, key), why="swarm service labels are not container labels; write labels: on the service"
                           if key == "labels" else "")
-    placement = deploy.get("placement") if isinstance(deploy.get("placement"), t.Mapping) else {}
+    placement = _mapping(_join(base, "placement"), deploy.get("placement"), notes)
     for key in placement:
         if key not in ("constraints", "preferences", "max_replicas_per_node"):
             notes.dropped(_join(base, "placement.%s" % key))
@@ -582,7 +580,7 @@ def _deploy(path: str, body: t.Mapping[str, t.Any], deploy: t.Mapping[str, t.Any
         entry["spread"] = spread
     if placement.get("max_replicas_per_node") is not None:
         entry["max_per_host"] = placement["max_replicas_per_node"]
-    update = deploy.get("update_config") if isinstance(deploy.get("update_config"), t.Mapping) else {}
+    update = _mapping(_join(base, "update_config"), deploy.get("update_config"), notes)
     for key, value in update.items():
         if key == "parallelism" and to_str(value) != "0":
             entry["update"] = {"parallelism": value}
@@ -623,6 +621,14 @@ def _preferences(path: str, value: t.Any, notes: _Notes) -> t.Optional[str]:
             notes.dropped("%s[%d]" % (path, index), why="%s: the stack file spreads over one host label (spread:)%s"
                           % (show(item), ", %s is used" % spread if spread else ""))
     return spread
+
+
+def _mapping(path: str, value: t.Any, notes: _Notes) -> t.Mapping[str, t.Any]:
+    """A compose mapping, or {} with a line naming the value (never silently ignored)."""
+    if value is None or isinstance(value, t.Mapping):
+        return value or {}
+    notes.dropped(path, why="expected a mapping, got %s" % show(value))
+    return {}
 
 
 def _as_list(value: t.Any) -> t.List[t.Any]:

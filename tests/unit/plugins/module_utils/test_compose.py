@@ -15,6 +15,8 @@ import pytest
 import yaml
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _compose, _spec
 from ansible_collections.stackfleet.cluster.plugins.module_utils._spec_checks import COMPOSE_HINTS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "data", "compose")
 FILES = sorted(glob.glob(os.path.join(DATA, "*.y*ml")))
@@ -286,6 +288,19 @@ def test_update_config():
     assert [line.split(":")[0] for line in notes] == ["services.s.deploy.update_config.parallelism", "services.s.deploy.update_config.order"]
 
 
+def test_values_of_the_wrong_shape_are_named_not_ignored():
+    _service, deploy, notes = one({"healthcheck": "curl x"}, {"placement": ["node.labels.a == b"], "resources": "big",
+                                                              "update_config": 1, "restart_policy": "always"})
+    assert deploy == {"count": 1}
+    assert [line.split(":")[0] for line in notes] == [
+        "services.s.deploy.restart_policy", "services.s.deploy.resources", "services.s.healthcheck", "services.s.deploy.placement",
+        "services.s.deploy.update_config"]
+    assert all("expected a mapping, got" in line for line in notes)
+    result = convert({"services": {"s": {"image": "x:1", "deploy": "global"}}, "volumes": ["data"]})
+    assert result.unsupported == ["volumes: not expressible; expected a mapping, got a list",
+                                  "services.s.deploy: not expressible; expected a mapping, got 'global'"]
+
+
 def test_unsupported_service_keys_carry_the_validators_hint():
     _service, _deploy, notes = one({"container_name": "x", "env_file": ".env", "build": ".", "privileged": True, "user": "1000",
                                     "network_mode": "service:other"})
@@ -390,3 +405,34 @@ def test_our_reading_equals_docker_composes(path, tmp_path):
     # docker-compose adds `version` to a file without one; every other unsupported key path is the same.
     assert ({line.split(": ")[0] for line in ours.unsupported} | {"version"}
             == {line.split(": ")[0] for line in theirs.unsupported} | {"version"})
+
+
+# --- any shape of input: a result or a ComposeError, and a result the loader takes or names the key
+
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-2, 70000), st.sampled_from(
+    ["", "80", "8080:80", "127.0.0.1::80", "x", "1g", "0.5", "node.labels.a == b", "on-failure", "global", "./d:/d", "v:/v:ro",
+     "A=1", "${X}", "$$", "CMD", "10s", "/abs"]))
+VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(
+    st.sampled_from(["target", "published", "source", "type", "limits", "cpus", "memory", "constraints", "spread", "test",
+                     "condition", "max_attempts", "parallelism", "mode", "replicas", "external", "name", "read_only"]),
+    inner, max_size=3)), max_leaves=8)
+SERVICE = st.dictionaries(st.sampled_from(list(_compose.SERVICE_KEYS) + ["depends_on", "networks", "user"]), VALUES, max_size=6)
+
+
+@settings(max_examples=int(os.environ.get("COMPOSE_EXAMPLES", "300")), deadline=None)
+@given(services=st.dictionaries(st.sampled_from(["a", "b.c", "web"]), SERVICE, min_size=1, max_size=3),
+       volumes=VALUES, image=st.booleans())
+def test_any_input_converts_or_is_a_compose_error_and_loads_or_names_the_key(services, volumes, image):
+    compose = {"services": {name: dict(body, image="busybox:1") if image else body for name, body in services.items()},
+               "volumes": volumes}
+    try:
+        result = convert(compose)
+    except _compose.ComposeError as exc:
+        assert str(exc).split(":")[0] in ("services", "services.a", "services.b.c", "services.web") or "variable" in str(exc)
+        return
+    assert all(isinstance(line, str) and ": " in line for line in result.unsupported)
+    try:
+        _spec.load_data(result.stack, source="converted")
+    except _spec.SpecError as exc:
+        assert all(message.startswith("converted: ") for message in exc.errors)
