@@ -19,7 +19,7 @@ description:
     C(deploy.placement.constraints) on C(node.hostname) and C(node.labels.X) (a JMESPath C(constraint)),
     C(deploy.placement.preferences) spread over a node label (C(spread)), C(deploy.placement.max_replicas_per_node)
     (C(max_per_host)), C(deploy.resources.limits) and C(cpus)/C(mem_limit) (C(resources)),
-    C(deploy.update_config.parallelism) (C(update.parallelism)), and C(${VAR}) interpolation."
+    C(deploy.update_config.parallelism) (C(update.parallelism)), and C(${VAR}) interpolation (O(variables) over O(dotenv))."
   - "Every other key, and every value the stack file cannot say, is named in the list of unsupported items, one
     line each (C(services.web.depends_on: not expressible; ...)), with what to write instead where the stack-file
     validator knows it. Nothing is dropped silently."
@@ -52,6 +52,11 @@ options:
         C($$) is a literal C($).
     type: dict
     default: {}
+  dotenv:
+    description:
+      - The text of the compose project's C(.env) file (C(NAME=value) lines, C(#) comments, quoted values), whose values
+        O(variables) override, as the shell's variables override C(.env) for docker-compose.
+    type: str
 author:
   - stackfleet maintainers (@stackfleet)
 """
@@ -92,10 +97,10 @@ from ansible.utils.unsafe_proxy import wrap_var
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _compose, _spec
 
 
-def from_compose(compose, cluster, with_warnings=False, project_dir=None, variables=None):
+def from_compose(compose, cluster, with_warnings=False, project_dir=None, variables=None, dotenv=None):
     """A docker-compose document → a validated stack-file document (and, with_warnings, what it cannot express)."""
     try:
-        conversion = _compose.convert(compose, cluster, project_dir=project_dir, variables=variables)
+        conversion = _compose.convert(compose, cluster, project_dir=project_dir, variables=variables, dotenv=dotenv)
     except _compose.ComposeError as exc:
         raise AnsibleFilterError("from_compose: %s" % exc)
     try:

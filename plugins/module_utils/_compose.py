@@ -76,12 +76,13 @@ NETWORKS = ("on docker-compose's networks services reach each other by service n
 
 
 def convert(compose: t.Any, cluster: str, project_dir: t.Optional[str] = None,
-            variables: t.Optional[t.Mapping[str, t.Any]] = None) -> Conversion:
+            variables: t.Optional[t.Mapping[str, t.Any]] = None, dotenv: t.Optional[str] = None) -> Conversion:
     """The stack-file document for `cluster` and the list of what could not be expressed.
 
     `project_dir`: where relative bind-mount sources are resolved, as docker-compose does (the
     compose file's folder); without it they are listed as unsupported. `variables`: values for
-    `${VAR}` interpolation (docker-compose takes them from the shell and `.env`); `$$` is a `$`.
+    `${VAR}` interpolation, over those of `dotenv`, the text of the project's `.env` file (as
+    docker-compose takes the shell's variables over `.env`); `$$` is a `$`.
     """
     if not isinstance(cluster, str) or not NAME.fullmatch(cluster):
         raise ComposeError("cluster: expected a cluster name: letters, digits, '_' and '-', starting with a letter or digit,"
@@ -89,7 +90,9 @@ def convert(compose: t.Any, cluster: str, project_dir: t.Optional[str] = None,
     if not isinstance(compose, t.Mapping):
         raise ComposeError("expected a docker-compose document (a mapping with services), got %s" % show(compose))
     notes = _Notes()
-    compose = _interpolate(compose, "", dict(variables or {}), notes)
+    values = parse_dotenv(dotenv) if dotenv else {}
+    values.update(variables or {})
+    compose = _interpolate(compose, "", values, notes)
     raw_services = compose.get("services")
     if not isinstance(raw_services, t.Mapping) or not raw_services:
         raise ComposeError("services: expected a mapping of at least one service, got %s" % show(raw_services))
@@ -115,6 +118,30 @@ def convert(compose: t.Any, cluster: str, project_dir: t.Optional[str] = None,
     if not services:
         raise ComposeError("services: no service could be converted: %s" % "; ".join(notes.lines))
     return Conversion(stack={"cluster": cluster, "services": services, "deploy": deploy}, unsupported=notes.lines)
+
+
+def parse_dotenv(text: str, source: str = ".env") -> t.Dict[str, str]:
+    """A docker-compose `.env` file: `NAME=value` lines, `#` comments, an optional `export `, quotes around a value removed
+    (in double quotes `\\n`, `\\"` and `\\\\` are escapes). Raises ComposeError naming the line."""
+    values: t.Dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):].lstrip()
+        name, equals, value = line.partition("=")
+        name, value = name.strip(), value.strip()
+        if not equals or not _IDENTIFIER.fullmatch(name):
+            raise ComposeError("%s: line %d: expected NAME=value, got %s" % (source, number, show(line)))
+        if len(value) >= 2 and value[0] == value[-1] == "'":
+            value = value[1:-1]
+        elif len(value) >= 2 and value[0] == value[-1] == '"':
+            value = re.sub(r'\\(["\\n])', lambda match: "\n" if match.group(1) == "n" else match.group(1), value[1:-1])
+        else:
+            value = re.sub(r"\s+#.*$", "", value)  # an unquoted value ends at a comment
+        values[name] = value
+    return values
 
 
 # --- interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $VAR, $$

@@ -99,3 +99,15 @@ def test_steps_2_and_3_the_runbooks_edit_then_a_plan_that_changes_nothing(tmp_pa
     result = json.loads(plan.stdout[plan.stdout.index("{"):])
     assert result["placement"]["db-1"] == "node-1" and len(result["placement"]) == 9
     assert {doc["name"] for docs in result["containers"].values() for doc in docs} >= {"vote.db-1.db", "vote.vote-2.vote"}
+
+
+def test_variables_from_the_dotenv_file_and_the_command_line(tmp_path):
+    (tmp_path / ".env").write_text("TAG=1.2\nPORT=8080\n")
+    (tmp_path / "app.yml").write_text("services:\n  web:\n    image: nginx:${TAG}\n    ports: ['${PORT}:80']\n")
+    out = run([os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=" + sys.executable,
+               PLAYBOOK, "-e", "compose_file=app.yml", "-e", "stackfleet_cluster=web", "-e", "stack_file_out=stacks.yml",
+               "-e", json.dumps({"compose_variables": {"PORT": 9090}})], tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "every key of app.yml is expressed" in out.stdout
+    stack = yaml.safe_load((tmp_path / "stacks.yml").read_text())
+    assert stack["services"]["web"] == {"image": "nginx:1.2", "ports": ["9090:80"]}

@@ -436,3 +436,41 @@ def test_any_input_converts_or_is_a_compose_error_and_loads_or_names_the_key(ser
         _spec.load_data(result.stack, source="converted")
     except _spec.SpecError as exc:
         assert all(message.startswith("converted: ") for message in exc.errors)
+
+
+DOTENV = """# the project's variables
+TAG=1.2
+export EXP=exported
+EMPTY=
+SQ='single # not a comment'
+DQ="double \\"q\\" and\\nnewline"
+UNQ=plain value # trailing comment
+SPACED = around
+"""
+INTERPOLATED = {"services": {"web": {"image": "app:${TAG}", "environment": {
+    "EXP": "${EXP}", "EMPTY": "${EMPTY:-fallback}", "EMPTY2": "${EMPTY-dash}", "SQ": "${SQ}", "DQ": "${DQ}", "UNQ": "${UNQ}",
+    "SPACED": "${SPACED}", "UNSET": "${NOPE_UNSET-dflt}", "DOLLAR": "$$HOME", "OVER": "${TAG}"}}}}
+
+
+def test_dotenv_values_under_variables():
+    result = convert(INTERPOLATED, dotenv=DOTENV, variables={"TAG": "2.0"})
+    assert result.stack["services"]["web"]["image"] == "app:2.0"
+    assert result.stack["services"]["web"]["env"] == {
+        "EXP": "exported", "EMPTY": "fallback", "EMPTY2": "", "SQ": "single # not a comment", "DQ": 'double "q" and\nnewline',
+        "UNQ": "plain value", "SPACED": "around", "UNSET": "dflt", "DOLLAR": "$HOME", "OVER": "2.0"}
+    with pytest.raises(_compose.ComposeError, match=r"^\.env: line 2: expected NAME=value, got 'not a line'"):
+        _compose.parse_dotenv("A=1\nnot a line\n")
+
+
+@pytest.mark.skipif(DOCKER_COMPOSE is None, reason="docker-compose is not installed (scripts/setup.sh installs Debian's package)")
+def test_interpolation_and_dotenv_equal_docker_composes(tmp_path):
+    (tmp_path / ".env").write_text(DOTENV)
+    (tmp_path / "compose.yml").write_text(yaml.safe_dump(INTERPOLATED))
+    env = {key: value for key, value in os.environ.items() if key not in ("TAG", "EXP", "EMPTY", "NOPE_UNSET") and not key.startswith(
+        ("COMPOSE_", "DOCKER_"))}
+    out = subprocess.run([DOCKER_COMPOSE, "-f", "compose.yml", "config"], cwd=str(tmp_path), env=env, capture_output=True, text=True,
+                         check=False, timeout=60)
+    assert out.returncode == 0, out.stderr
+    ours = convert(INTERPOLATED, dotenv=DOTENV)
+    theirs = convert(yaml.safe_load(out.stdout))  # `config` prints $$ as $$: converting it gives the same single $
+    assert ours.stack == theirs.stack and ours.stack["services"]["web"]["env"]["DQ"] == 'double "q" and\nnewline'
