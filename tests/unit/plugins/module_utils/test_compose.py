@@ -429,7 +429,7 @@ def test_any_input_converts_or_is_a_compose_error_and_loads_or_names_the_key(ser
     try:
         result = convert(compose)
     except _compose.ComposeError as exc:
-        assert str(exc).split(":")[0] in ("services", "services.a", "services.b.c", "services.web") or "variable" in str(exc)
+        assert str(exc).split(":", maxsplit=1)[0] in ("services", "services.a", "services.b.c", "services.web") or "variable" in str(exc)
         return
     assert all(isinstance(line, str) and ": " in line for line in result.unsupported)
     try:
