@@ -27,10 +27,14 @@ description:
     deploy C(node-exporter) is the group C(stackfleet_node_exporter). Groups exist even when empty.
   - Every host placed onto joins the group C(stackfleet_hosts) and gets the variables C(stackfleet_cluster),
     C(stackfleet_instances) (its placement keys) and C(stackfleet_containers) (its container documents, the same
-    as RV(stackfleet.cluster.stack_plan#module:containers) returns for it). The group C(all) gets
-    C(stackfleet_placement) (placement key to host name) and C(stackfleet_placement_source)
-    (V(etcd), V(docker) or V(none), the source of the previous placement), and since 0.4.0 C(stackfleet_ports)
-    (the host ports of the plan, as RV(stackfleet.cluster.stack_plan#module:ports)).
+    as RV(stackfleet.cluster.stack_plan#module:containers) returns for it), only its own, so that a host's variables
+    do not grow with the other hosts.
+  - The cluster-wide variables are written once, as host variables of C(localhost) (see O(cluster_vars)), namely
+    C(stackfleet_placement) (placement key to host name), C(stackfleet_placement_source)
+    (V(etcd), V(docker) or V(none), the source of the previous placement), C(stackfleet_ports)
+    (the host ports of the plan, as RV(stackfleet.cluster.stack_plan#module:ports)), and with O(status)
+    C(stackfleet_status_summary) and C(stackfleet_status_counts). Other hosts read them as
+    C(hostvars['localhost'].stackfleet_placement).
   - Uses a YAML configuration file whose name ends with C(.stackfleet.yml) or C(.stackfleet.yaml).
 author:
   - stackfleet maintainers (@stackfleet)
@@ -66,6 +70,22 @@ options:
     type: list
     elements: dict
     default: []
+  cluster_vars:
+    description:
+      - Where the cluster-wide variables (C(stackfleet_placement), C(stackfleet_placement_source), C(stackfleet_ports),
+        C(stackfleet_status_summary), C(stackfleet_status_counts)) are set.
+      - V(localhost) sets them once, as host variables of the host C(localhost). When no earlier source has that host,
+        it is added with a local connection (C(ansible_connection=local)) and the Python that runs Ansible
+        (C(ansible_python_interpreter) set to the template of C(ansible_playbook_python)), as Ansible's implicit localhost,
+        so plays on C(localhost) run as before. It is then an inventory host, so the pattern C(all) includes it
+        (target C(stackfleet_hosts), or C(all:!localhost)).
+      - V(all) sets them on the group C(all), as before version 0.4.0; every host inherits them, so C(ansible-inventory --list)
+        (without C(--export)) repeats them under every host and its output grows with hosts times instances
+        (docs/performance.md). For small inventories that read C(stackfleet_placement) on every host.
+    type: str
+    choices: [localhost, all]
+    default: localhost
+    version_added: 0.4.0
   use_vars_plugins:
     description:
       - Also read variables that vars plugins provide (C(group_vars/) and C(host_vars/) next to the inventory
@@ -149,7 +169,7 @@ options:
         C(stackfleet_status_unhealthy), C(stackfleet_status_drifted), C(stackfleet_status_duplicate),
         C(stackfleet_status_orphan) and C(stackfleet_status_host_down), each holding the hosts with at least one container
         of that verdict (always present, possibly empty); each host gets C(stackfleet_status), verdict to the names of
-        B(its own) containers (planned there, or orphans found there), and the group C(all) gets
+        B(its own) containers (planned there, or orphans found there), and C(localhost) (O(cluster_vars)) gets
         C(stackfleet_status_summary) and C(stackfleet_status_counts).
       - Reads each engine of a host with a C(stackfleet_docker_host) variable with one container listing (in parallel; the
         same listing the previous placement from Docker uses, so with O(previous_placement=docker) it costs no extra
@@ -241,13 +261,14 @@ import os
 from ansible.errors import AnsibleError, AnsibleParserError
 from ansible.inventory.helpers import get_group_vars
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
-from ansible.template import is_trusted_as_template
+from ansible.template import is_trusted_as_template, trust_as_template
 from ansible.utils.vars import combine_vars
 from ansible.vars.plugins import get_vars_from_inventory_sources
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _converge, _desired, _docker, _etcd, _machines, _placement, _spec, _state, _status
 from ansible_collections.stackfleet.cluster.plugins.plugin_utils import _inventory
 
 HOSTS_GROUP = "stackfleet_hosts"
+CLUSTER_HOST = "localhost"
 CACHE_FORMAT = 1
 _DOCKER_WORKERS = 16
 
@@ -493,11 +514,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
         instances = _inventory.host_instances(placement.assignments)
         set_var = self.inventory.set_variable
-        set_var("all", "stackfleet_placement", _inventory.untrusted(placement.assignments))
-        set_var("all", "stackfleet_placement_source", reads["source"])
-        set_var("all", "stackfleet_ports", _inventory.untrusted(placement.ports))
+        # Cluster-wide data once, on one entity: never on a group the placed hosts are in, or
+        # `ansible-inventory --list` repeats it under every host (hosts x instances).
+        cluster_entity = self._cluster_entity()
+        set_var(cluster_entity, "stackfleet_placement", _inventory.untrusted(placement.assignments))
+        set_var(cluster_entity, "stackfleet_placement_source", reads["source"])
+        set_var(cluster_entity, "stackfleet_ports", _inventory.untrusted(placement.ports))
         given = {h: docs for h, docs in containers.items() if h not in missing_names}
-        verdicts = self._add_status(spec, hosts, given, placement.assignments, reads.get("status"))
+        verdicts = self._add_status(spec, hosts, given, placement.assignments, reads.get("status"), cluster_entity)
         strict = self.get_option("strict")
         for host in sorted(h.name for h in hosts):
             self.inventory.add_child(HOSTS_GROUP, host)
@@ -512,7 +536,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self._add_host_to_composed_groups(self.get_option("groups"), variables, host, strict=strict)
             self._add_host_to_keyed_groups(self.get_option("keyed_groups"), variables, host, strict=strict)
 
-    def _add_status(self, spec, hosts, containers, assignments, read):
+    def _cluster_entity(self):
+        """Where the cluster-wide variables go (option cluster_vars): the host `localhost`, added with a
+        local connection unless an earlier source has it, or the group `all` (every host inherits them)."""
+        if self.get_option("cluster_vars") == "all":
+            return "all"
+        if CLUSTER_HOST not in self.inventory.hosts:
+            self.inventory.add_host(CLUSTER_HOST)
+            self.inventory.set_variable(CLUSTER_HOST, "ansible_connection", "local")
+            # what the implicit localhost uses: the Python running Ansible
+            self.inventory.set_variable(CLUSTER_HOST, "ansible_python_interpreter", trust_as_template("{{ ansible_playbook_python }}"))
+        return CLUSTER_HOST
+
+    def _add_status(self, spec, hosts, containers, assignments, read, cluster_entity):
         """The verdict groups and `all` variables; host → its own verdicts (None when O(status) is off)."""
         if not self.get_option("status") or read is None:
             return None
@@ -530,8 +566,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             self.inventory.add_group(group)
             for host in members:
                 self.inventory.add_child(group, host)
-        self.inventory.set_variable("all", "stackfleet_status_summary", _inventory.untrusted(result["summary"]))
-        self.inventory.set_variable("all", "stackfleet_status_counts", result["counts"])
+        self.inventory.set_variable(cluster_entity, "stackfleet_status_summary", _inventory.untrusted(result["summary"]))
+        self.inventory.set_variable(cluster_entity, "stackfleet_status_counts", result["counts"])
         return per_host
 
     def _add_host(self, name, doc, extra):

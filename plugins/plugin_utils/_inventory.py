@@ -15,6 +15,7 @@ import re
 import typing as t
 
 from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.template import is_trusted_as_template
 from ansible.utils.unsafe_proxy import wrap_var
 from ansible_collections.stackfleet.cluster.plugins.filter.host_documents import host_documents
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _status
@@ -48,13 +49,35 @@ _NOT_GROUP_CHARS = re.compile(r"[^A-Za-z0-9_]")
 
 
 def untrusted(value: t.Any) -> t.Any:
-    """Deep copy of `value` that Ansible never renders as a template.
+    """`value` in a form Ansible never renders as a template.
 
     On ansible-core 2.19 `wrap_var` strips the TrustedAsTemplate tag recursively (plain
     strings from json/yaml/Docker carry none; the plugin's own config file, read by
     Ansible's loader, does); on older cores it wraps strings as AnsibleUnsafe.
+    Data without a string marked trusted (the container documents of every host, built by
+    the engine) is returned as it is, uncopied: copying it once more cost a tenth of
+    `ansible-inventory --list`, and `InventoryData.set_variable` copies what it stores anyway.
     """
-    return wrap_var(value)
+    return value if _without_trust(value) else wrap_var(value)
+
+
+def _without_trust(value: t.Any) -> bool:
+    """True when no string in `value` (keys included) is trusted as a template, and `value` holds only
+    dicts, lists, tuples, strings, numbers, booleans and None (their tagged forms too: an Origin tag is fine)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+            stack.extend(item)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if type(item) is not str and is_trusted_as_template(item):  # a plain str carries no tag
+                return False
+        elif item is not None and not isinstance(item, (int, float)):  # bool is an int
+            return False
+    return True
 
 
 def group_name(name: str, kind: str = "") -> str:

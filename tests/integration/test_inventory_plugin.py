@@ -75,9 +75,12 @@ def hostvars(listing):
 
 
 def placement_of(listing):
-    """stackfleet_placement and stackfleet_placement_source (group vars of all, copied to every host)."""
-    any_host = next(iter(hostvars(listing).values()))
-    return any_host["stackfleet_placement"], any_host["stackfleet_placement_source"]
+    """stackfleet_placement and stackfleet_placement_source: host vars of localhost, the one place the cluster-wide
+    variables are (a placed host carries only its own, so --list does not grow with hosts x instances)."""
+    local = hostvars(listing)["localhost"]
+    for name, variables in hostvars(listing).items():
+        assert name == "localhost" or "stackfleet_placement" not in variables, name
+    return local["stackfleet_placement"], local["stackfleet_placement_source"]
 
 
 def config(directory, name="test.stackfleet.yml", **options):

@@ -154,7 +154,8 @@ def test_each_state_gets_its_verdict_and_the_assert_names_them(status_lab, run_p
     assert own["stopped"] == ["lab.lamp-1.mysql", "lab.lamp-1.web"]
     mine = {e["name"] for e in report["containers"] if (e["expected_host"] or e["found"][0]["host"]) == mysql_host}
     assert {name for names in own.values() for name in names} == mine  # its own containers, never the cluster's
-    assert listing["_meta"]["hostvars"][mysql_host]["stackfleet_status_counts"]["stopped"] == 2
+    assert listing["_meta"]["hostvars"]["localhost"]["stackfleet_status_counts"]["stopped"] == 2  # cluster-wide: on localhost
+    assert "stackfleet_status_counts" not in listing["_meta"]["hostvars"][mysql_host]
 
     # site.yml repairs all of it (the copy by hand and the orphan carry the cluster's label: they are removed).
     repair = run_playbook("playbooks/site.yml", inventory)
