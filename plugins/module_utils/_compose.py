@@ -109,7 +109,7 @@ def convert(compose: t.Any, cluster: str, project_dir: t.Optional[str] = None,
         name = _service_name(str(compose_name), path, names, notes)
         if not isinstance(body, t.Mapping):
             raise ComposeError("%s: expected a mapping, got %s" % (path, show(body)))
-        converted = _service(path, body, volumes, cluster, project_dir, notes)
+        converted = _service(path, body, volumes, project_dir, notes)
         if converted is None:
             continue
         service, deploy_entry = converted
@@ -236,7 +236,7 @@ def _service_name(name: str, path: str, names: t.Dict[str, str], notes: _Notes) 
 # --- one service
 
 
-def _service(path: str, body: t.Mapping[str, t.Any], volumes: t.Mapping[str, str], cluster: str, project_dir: t.Optional[str],
+def _service(path: str, body: t.Mapping[str, t.Any], volumes: t.Mapping[str, str], project_dir: t.Optional[str],
              notes: _Notes) -> t.Optional[t.Tuple[t.Dict[str, t.Any], t.Dict[str, t.Any]]]:
     for key in body:
         if key == "networks":
@@ -581,15 +581,16 @@ def _deploy(path: str, body: t.Mapping[str, t.Any], deploy: t.Mapping[str, t.Any
     mode = to_str(deploy.get("mode", "replicated"))
     if mode in ("global", "global-job"):
         entry["global"] = True
-        if deploy.get("replicas") is not None:
-            notes.add(_join(base, "replicas"), "not used: mode global runs one instance on every eligible host")
+        for where, key in ((base, "replicas"), (path, "scale")):
+            if (deploy if where == base else body).get(key) is not None:
+                notes.add(_join(where, key), "not used: mode global runs one instance on every eligible host")
     else:
         count = deploy.get("replicas", body.get("scale", 1))
         entry["count"] = count if isinstance(count, int) else int(count) if to_str(count).isdigit() else count
         if mode != "replicated":
             notes.add(_join(base, "mode"), "%s is not expressible; converted as a long-running %s deploy"
                       % (show(mode), "count"), "deploy", "mode")
-    if body.get("scale") is not None and deploy.get("replicas") is not None:
+    if mode not in ("global", "global-job") and body.get("scale") is not None and deploy.get("replicas") is not None:
         notes.add(_join(path, "scale"), "not used: deploy.replicas is given")
     for key in deploy:
         if key not in ("mode", "replicas", "resources", "restart_policy", "placement", "update_config"):

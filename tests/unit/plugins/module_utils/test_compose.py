@@ -233,6 +233,10 @@ def test_deploy_replicas_global_and_jobs():
     assert deploy == {"count": 4} and notes == []
     _service, deploy, notes = one({"scale": 3})
     assert deploy == {"count": 3}
+    _service, deploy, notes = one({"scale": 3}, {"replicas": 2})
+    assert deploy == {"count": 2} and notes == ["services.s.scale: not used: deploy.replicas is given"]
+    _service, deploy, notes = one({"scale": 3}, {"mode": "global"})
+    assert deploy == {"global": True} and notes == ["services.s.scale: not used: mode global runs one instance on every eligible host"]
     _service, deploy, notes = one({}, {"mode": "global", "replicas": 2})
     assert deploy == {"global": True} and notes[0].startswith("services.s.deploy.replicas: not used: mode global")
     _service, deploy, notes = one({}, {"mode": "replicated-job"})
