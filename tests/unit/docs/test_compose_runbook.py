@@ -99,6 +99,10 @@ def test_steps_2_and_3_the_runbooks_edit_then_a_plan_that_changes_nothing(tmp_pa
     result = json.loads(plan.stdout[plan.stdout.index("{"):])
     assert result["placement"]["db-1"] == "node-1" and len(result["placement"]) == 9
     assert {doc["name"] for docs in result["containers"].values() for doc in docs} >= {"vote.db-1.db", "vote.vote-2.vote"}
+    # Step 4: the named volume is docker-compose's <project>_<name> when the cluster has the project's name.
+    (db,) = [doc for doc in result["containers"]["node-1"] if doc["name"] == "vote.db-1.db"]
+    assert db["volumes"] == [{"source": "vote_db-data", "target": "/var/lib/postgresql/data", "read_only": False}]
+    assert "vote_db-data" in section
 
 
 def test_variables_from_the_dotenv_file_and_the_command_line(tmp_path):
