@@ -40,7 +40,7 @@ LAB_SLOTS = {
     # the real LAMP images, dynamic ports, stateful services (issue 12); AWX/ansible-runner (issue 10)
     "im": 34, "lp": 35, "lp2": 36, "dp": 37, "aw": 38, "aw2": 39, "fq": 40, "fe": 41,
     # runbooks: add/replace a host, etcd snapshot and restore (issue 10 §4)
-    "rh": 42, "eb": 43,
+    "rh": 42, "eb": 43, "tr": 44,
 }
 
 
