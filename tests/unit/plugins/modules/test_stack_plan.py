@@ -125,3 +125,18 @@ def test_dynamic_ports_and_held_instances_through_the_module(tmp_path):
     assert [(h["key"], h["host"], h["reason"]) for h in again["held"] if h["key"] == "lamp-3"] == [("lamp-3", lost, "host-missing")]
     assert "stackfleet_allow_move=lamp-3" in again["held"][0]["why"] and "held (stateful" in again["summary"]
     assert {d["instance"] for d in again["containers"][lost]} >= {"lamp-3"}
+
+
+def test_a_double_quoted_string_in_a_constraint_is_a_warning_and_no_host_matches_names_it():
+    stack = {"cluster": "q", "services": {"db": {"image": "img/db"}},
+             "deploy": {"db": {"count": 1, "constraint": 'labels.disk == "ssd"'}}}
+    hosts = [{"name": "a", "labels": {"disk": "ssd"}}, {"name": "b", "labels": {"disk": "hdd"}}]
+    result = run_module({"stack": stack, "hosts": hosts})
+    assert result.get("failed") and 'no host matches \'labels.disk == "ssd"\' (2 hosts); "ssd" is a field name' in result["msg"]
+    assert result["warnings"] == [
+        '<stack option>: deploy.db.constraint: "ssd" is a field name in JMESPath (double quotes name a field of the host '
+        "document, which has none of that name, so it is null on every host); for a string use single quotes or backticks "
+        """(`"ssd"`): labels.disk == 'ssd'"""]
+    stack["deploy"]["db"]["constraint"] = "labels.disk == 'ssd'"
+    fixed = run_module({"stack": stack, "hosts": hosts})
+    assert not fixed.get("failed") and not fixed.get("warnings") and fixed["placement"] == {"db-1": "a"}
