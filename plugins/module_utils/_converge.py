@@ -327,7 +327,11 @@ def plan(
     `defer` holds placement keys (instance ids, or `<instance>.<service>`) that run on another
     host now: a container of this cluster that is not desired here and belongs to one of them
     is DEFERRED instead of removed (destroy last: its replacement elsewhere must be up first).
+    The keys of `docs` themselves run here, not elsewhere, and are ignored in `defer`: so a caller
+    may pass every key of the plan (one list for all hosts) rather than each host's complement.
     """
+    own = {doc.get("instance") for doc in docs} | {"%s.%s" % (doc.get("instance"), doc.get("service")) for doc in docs}
+    defer = frozenset(defer) - own
     have = _observed_by_name(observed)
     unavailable = unavailable or {}
     clashes = sorted(d["name"] for d in docs if d["name"] not in have and d["name"] in (foreign or {}))

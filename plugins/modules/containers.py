@@ -226,10 +226,11 @@ options:
     version_added: 0.3.0
     description:
       - Placement keys (instance ids such as V(lamp-3), or V(<instance>.<service>) for a stack deployed with
-        C(colocate=false)) that the plan runs on B(another) host now. A container of O(cluster) on this host that is not
+        C(colocate=false)) that the plan runs on B(another) host now; the keys of O(containers) are ignored here (they run
+        on this host), so every key of the plan may be given, one list for all hosts. A container of O(cluster) on this host that is not
         in O(containers) and belongs to one of them is left as it is (action V(deferred), listed in RV(deferred), not a
         change) instead of being removed, so the old copy of a moved instance goes only after its replacement runs.
-      - C(site.yml) passes the keys the plan puts on other hosts while it converges, and removes the deferred containers
+      - C(site.yml) passes every key of the plan while it converges, and removes the deferred containers
         in a last play once every host converged without failure (C(docs/containers.md) "Deferred removal").
       - Containers of instances that are not in the plan at all any more (scaled away) are removed as before.
     type: list

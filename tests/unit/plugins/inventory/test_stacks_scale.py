@@ -94,7 +94,7 @@ def test_a_hosts_variables_do_not_grow_with_the_other_hosts(small_and_large):
 
 
 def test_the_cluster_wide_variables_are_on_localhost_once(small_and_large):
-    for out, n in zip(small_and_large, (10, 100)):
+    for out, n in zip(small_and_large, (10, 100), strict=True):
         local = plain(out["_meta"]["hostvars"]["localhost"])
         # trusted (a plain string in --list): a template that plays render, as the implicit localhost's value
         assert out["_meta"]["hostvars"]["localhost"]["ansible_python_interpreter"] == "{{ ansible_playbook_python }}"

@@ -69,3 +69,19 @@ def test_a_container_without_instance_label_is_never_deferred():
     obs = cv.Observed(id="i", name=d["name"], image=d["image"], image_id=IMG, state="running", status="",
                       labels={k: v for k, v in cv.container_labels(d).items() if k != "io.stackfleet.instance"})
     assert by_action(cv.plan([], [obs], {}, prune_all=True, defer={"", "x-1"})) == {"prod.x-1.x": cv.REMOVE}
+
+
+def test_every_key_of_the_plan_may_be_given_this_hosts_own_keys_are_ignored():
+    """site.yml passes one list, every key of the plan, to every host (a complement per host cost hosts x instances)."""
+    keep, stray, moved, gone = doc("prod.lamp-1.web"), doc("prod.lamp-1.old"), doc("prod.lamp-3.web"), doc("prod.lamp-9.web")
+    every = {"lamp-1", "lamp-3", "lb-1"}
+    p = cv.plan([keep], [seen(keep), seen(stray), seen(moved), seen(gone)], {"local/busybox:1": IMG}, defer=every)
+    # lamp-1 runs here: its stray container (a service no longer in the stack) goes, as with the complement
+    assert by_action(p) == {"prod.lamp-1.web": cv.UNCHANGED, "prod.lamp-1.old": cv.REMOVE, "prod.lamp-3.web": cv.DEFERRED,
+                            "prod.lamp-9.web": cv.REMOVE}
+    complement = cv.plan([keep], [seen(keep), seen(stray), seen(moved), seen(gone)], {"local/busybox:1": IMG}, defer=every - {"lamp-1"})
+    assert by_action(complement) == by_action(p)
+    # colocate: false keys: this host runs app-2.db, app-2.web runs elsewhere
+    web, db = doc("prod.app-2.web"), doc("prod.app-2.db")
+    p = cv.plan([db], [seen(web), seen(db)], {"local/busybox:1": IMG}, defer={"app-2.web", "app-2.db"})
+    assert by_action(p) == {"prod.app-2.db": cv.UNCHANGED, "prod.app-2.web": cv.DEFERRED}
