@@ -25,7 +25,7 @@ import heapq
 import typing as t
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils._model import Deploy, Host, Spec, port_id
-from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_explain import global_unplaced, unplaced
+from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_explain import global_unplaced, port_holder_names, unplaced
 from ansible_collections.stackfleet.cluster.plugins.module_utils._placement_hosts import (
     UNLIMITED,
     HostTable,
@@ -331,9 +331,9 @@ class _Attempt:
                         unit.avoid = table.index.get(unit.prev or "", -1)
         if self.holding:
             self.hold_errors = []
-            _hold(table, self.order, self.hold_errors)
+            _hold(table, self.order, self.hold_errors, self.rules)
         for r in self.order if self.keep else ():
-            _keep(table, r, released, self.holding)
+            _keep(table, r, released, self.holding, self.rules)
         errors: t.List[str] = []
         failures: t.List[t.Tuple[_Rules, t.List[_Pending]]] = []
         done: t.Set[str] = set()
@@ -637,7 +637,8 @@ def _slack(table: HostTable, r: _Rules) -> int:
 # --- keeping and placing -----------------------------------------------------------------------
 
 
-def _keep(table: HostTable, r: _Rules, released: t.Mapping[str, bool], holding: bool = False) -> None:
+def _keep(table: HostTable, r: _Rules, released: t.Mapping[str, bool], holding: bool = False,
+          all_rules: t.Optional[t.Mapping[str, _Rules]] = None) -> None:
     """Keep each unit where `previous` put it while every rule still holds there (in unit order,
     so when a lowered limit evicts some, the highest indices move). A unit that cannot stay
     records why in `left`; a released unit (repair) is not kept."""
@@ -678,10 +679,10 @@ def _keep(table: HostTable, r: _Rules, released: t.Mapping[str, bool], holding: 
             unit.host = i
             unit.kept = True
         else:
-            unit.left = ("ineligible", _no_room(table, r, unit, i))
+            unit.left = ("ineligible", _no_room(table, r, unit, i, all_rules))
 
 
-def _hold(table: HostTable, order: t.List[_Rules], errors: t.List[str]) -> None:
+def _hold(table: HostTable, order: t.List[_Rules], errors: t.List[str], all_rules: t.Optional[t.Mapping[str, _Rules]] = None) -> None:
     """Put every held unit (stateful, not allowed to move) on its previous host before anything
     else is kept or placed, so what conflicts with it there moves instead. When the host is
     missing, drained or no longer eligible it stays all the same, with the reason in `held`.
@@ -698,7 +699,8 @@ def _hold(table: HostTable, order: t.List[_Rules], errors: t.List[str]) -> None:
             taken = table.ports[i] & unit.shape.ports
             short = table.short_range(i, unit.shape.needs) if unit.shape.needs else None
             if taken or short:
-                what = "port %s there is taken by another held instance" % fmt_ports(taken) if taken else (
+                held_by = port_holder_names(table, i, taken, all_rules) if taken else ""
+                what = "port %s there is taken by another held instance%s" % (fmt_ports(taken), ", " + held_by if held_by else "") if taken else (
                     "its host_port_range %s is exhausted there" % fmt_range(*t.cast(t.Tuple[str, int, int], short)))
                 errors.append("deploy.%s: stateful: %s cannot be held on %s: %s; move one of them with allow_move"
                               " or change the stack file" % (key, unit.key, name, what))
@@ -714,7 +716,7 @@ def _hold(table: HostTable, order: t.List[_Rules], errors: t.List[str]) -> None:
                 hit = sorted(d for d in r.others if d in table.placed[i])
                 why = ("ineligible", "%s runs %s, which %s conflicts with" % (name, ", ".join(hit), key))
             elif not table.fits(i, unit.shape, key, unit.instance, r.exclusive, r.max_per_host):
-                why = ("ineligible", _no_room(table, r, unit, i))
+                why = ("ineligible", _no_room(table, r, unit, i, all_rules))
             table.add(i, unit.shape, key, unit.instance)
             if unit.shape.dynamic:
                 unit.ports = table.take_ports(i, unit.shape, unit.prefer)
@@ -742,7 +744,7 @@ def _not_eligible(r: _Rules, name: str) -> str:
     return "%s is no longer eligible for %s" % (name, r.deploy.key)
 
 
-def _no_room(table: HostTable, r: _Rules, unit: _Pending, i: int) -> str:
+def _no_room(table: HostTable, r: _Rules, unit: _Pending, i: int, all_rules: t.Optional[t.Mapping[str, _Rules]] = None) -> str:
     name = table.names[i]
     mine = table.placed[i].get(r.deploy.key)
     if mine and unit.instance not in mine:
@@ -752,7 +754,8 @@ def _no_room(table: HostTable, r: _Rules, unit: _Pending, i: int) -> str:
             return "%s already runs max_per_host %d %s instances" % (name, r.max_per_host, r.deploy.key)
     taken = table.ports[i] & unit.shape.ports
     if taken:
-        return "port %s on %s is taken" % (fmt_ports(taken), name)
+        held_by = port_holder_names(table, i, taken, all_rules)
+        return "port %s on %s is taken%s" % (fmt_ports(taken), name, " by " + held_by if held_by else "")
     short = table.short_range(i, unit.shape.needs) if unit.shape.needs else None
     if short:
         return "host_port_range %s on %s is exhausted" % (fmt_range(*short), name)

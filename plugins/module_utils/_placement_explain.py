@@ -82,6 +82,18 @@ def port_takers(table: HostTable, hosts: t.Iterable[int], ports: t.AbstractSet[t
     return "; ".join(clauses)
 
 
+def port_holder_names(table: HostTable, i: int, ports: t.AbstractSet[t.Any], all_rules: t.Optional[t.Mapping[str, t.Any]]) -> str:
+    """Who holds `ports` on host i, per service: `web (lamp-1), lb (lb-1)`; empty when unknown."""
+    found: t.Dict[str, t.List[str]] = {}
+    for port in sorted(ports):
+        for d, instances in sorted(table.placed[i].items()):
+            r = (all_rules or {}).get(d)
+            service = _publisher(r.shapes, port) if r is not None else None
+            if service is not None:
+                found.setdefault(service, []).extend(instances)
+    return ", ".join("%s (%s)" % (service, _listed(sorted(set(who), key=natural_key))) for service, who in sorted(found.items()))
+
+
 def port_fix(shape: t.Any, taken: t.AbstractSet[t.Tuple[int, str]]) -> str:
     """What to change so that a unit publishing `taken` static ports can share a host."""
     mine = sorted(p for p in taken if p in shape.publishers)

@@ -135,3 +135,11 @@ def test_no_host_matches_says_why_when_a_constraint_compares_with_a_field():
         """for a string use single quotes or backticks (`"ssd"`): labels.disk == 'ssd'"""]
     sp = _spec.load_text(STACK % """"labels.disk == 'nvme'\"""")
     assert errors_of(sp, hosts) == ["""deploy.db: constraint: no host matches "labels.disk == 'nvme'" (2 hosts)"""]
+
+
+def test_a_kept_instance_that_must_leave_names_who_holds_its_port():
+    sp = spec([svc("web", ports=[80]), svc("lb", ports=[80])], [deploy("web", count=1), deploy("lb", count=1)])
+    p = plan(sp, [host("a"), host("b")], {"lb-1": "a", "web-1": "a"})  # both publish 80 now: one must go
+    assert [m.as_dict() for m in p.moves] == [{
+        "key": "lb-1", "from": "a", "to": "b", "reason": "ineligible",
+        "why": "lb-1 moved from a to b because port 80/tcp on a is taken by web (web-1)."}]

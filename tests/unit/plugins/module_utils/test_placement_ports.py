@@ -403,7 +403,7 @@ deploy:
     with pytest.raises(PlacementError) as caught:
         plan(sp, _hosts("a", "b"), {"db-1": "a", "db-2": "a"})
     assert caught.value.errors == ["deploy.db: stateful: db-2 cannot be held on a: port 3306/tcp there is taken by another held"
-                                   " instance; move one of them with allow_move or change the stack file"]
+                                   " instance, db (db-1); move one of them with allow_move or change the stack file"]
 
 
 # --- the record and the labels -------------------------------------------------------------------
