@@ -73,7 +73,7 @@ def _without_trust(value: t.Any) -> bool:
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
         elif isinstance(item, str):
-            if type(item) is not str and is_trusted_as_template(item):  # a plain str carries no tag
+            if item.__class__ is not str and is_trusted_as_template(item):  # a plain str carries no tag (fast path)
                 return False
         elif item is not None and not isinstance(item, (int, float)):  # bool is an int
             return False
