@@ -19,6 +19,13 @@ Per host (members mode): `keep` (a started member with its data), `repair` (a st
 whose data is gone, or named in repair_hosts: removed, wiped and added again), `join` (not a
 started member yet). Members whose peer URLs belong to no host of the group are `retiring`.
 
+`steady` (in every decision, with `unsteady` saying why not): the cluster is exactly as declared
+as far as membership goes - members mode, every host kept, nothing to repair, join or retire,
+every member started, voting and healthy under the host's name, peer and client URL, and every
+host's bootstrap record complete with the cluster's token. The role's fast path skips its lock
+and per-member converge only when this holds and no member's container would change
+(docs/etcd.md "Steady-state fast path"); anything else goes the full way.
+
 Peer URLs are compared normalised (`normalise_url`), the same way `etcd_member` matches
 members: a member etcd lists as `https://node-1:2380` is the host configured with
 `HTTPS://Node-1:2380/`. (Compared verbatim, that host went down the join path, which wipes
@@ -142,8 +149,49 @@ def decide(members: t.Sequence[t.Mapping[str, t.Any]], hosts: t.Sequence[t.Mappi
         "removal_limit": limit,
         "removals_refused": removals_refused,
     }
+    decision["unsteady"] = unsteady(decision, members, hosts)
+    decision["steady"] = not decision["unsteady"]
     decision["summary"] = summary(decision, len(members))
     return decision
+
+
+#: The keys of a bootstrap record the member's container document is made from (roles/etcd/vars/main.yml).
+RECORD_KEYS = ("token", "state", "initial_cluster")
+
+
+def unsteady(decision: t.Mapping[str, t.Any], members: t.Sequence[t.Mapping[str, t.Any]],
+             hosts: t.Sequence[t.Mapping[str, t.Any]]) -> str:
+    """Why the cluster is not proven steady by membership and records (empty when it is).
+
+    `hosts` as `decide` checked them (with an optional `client_url`). Only a yes is binding: a
+    reason sends the role down its full path, which judges again under the lock.
+    """
+    if decision["mode"] != "members":
+        return "mode %s" % decision["mode"]
+    if decision["repairing"] or decision["joining"]:
+        return "hosts to repair %s or join %s" % (decision["repairing"], decision["joining"])
+    if decision["retiring"]:
+        return "members to remove: %s" % ", ".join(
+            str(m.get("name") or ",".join(m.get("peer_urls") or ())) for m in decision["retiring"])
+    if len(members) != len(hosts):
+        return "%d member(s) for %d host(s)" % (len(members), len(hosts))
+    for host in hosts:
+        member = member_of(members, host["peer_url"]) or {}
+        label = "member %s (%s)" % (host["name"], host["host"])
+        if not member.get("started") or member.get("learner") or not member.get("healthy"):
+            return "%s is not a started, healthy voting member%s" % (
+                label, ": %s" % member["reason"] if member.get("reason") else "")
+        if member.get("name") != host["name"]:
+            return "%s runs under the name %r" % (label, member.get("name"))
+        client_url = host.get("client_url")
+        if client_url and normalise_url(client_url) not in {normalise_url(u) for u in member.get("client_urls") or ()}:
+            return "%s advertises client URLs %s, not %s" % (label, list(member.get("client_urls") or ()), client_url)
+        record = host["record"] or {}
+        if not record.get("bootstrapped") or any(not record.get(k) for k in RECORD_KEYS):
+            return "%s: its bootstrap record is missing or incomplete" % label
+        if str(record.get("token")) != decision["token"]:
+            return "%s: its bootstrap record names token %r, not %r" % (label, record.get("token"), decision["token"])
+    return ""
 
 
 def summary(decision: t.Mapping[str, t.Any], answering: int) -> str:
@@ -151,6 +199,7 @@ def summary(decision: t.Mapping[str, t.Any], answering: int) -> str:
     if decision["mode"] == "members":
         text += "; join %s, repair %s, remove %s" % (
             decision["joining"], decision["repairing"], [m.get("name") or "" for m in decision["retiring"]])
+        text += "; steady" if decision.get("steady") else "; not steady (%s)" % decision.get("unsteady", "")
     return text
 
 
@@ -162,7 +211,8 @@ def _check_host(host: t.Mapping[str, t.Any]) -> t.Dict[str, t.Any]:
     if record is not None and not isinstance(record, t.Mapping):
         raise DecisionError("host %s: the bootstrap record must be a mapping, got %r" % (host["host"], record))
     return {"host": str(host["host"]), "name": str(host.get("name") or host["host"]), "peer_url": str(host["peer_url"]),
-            "data": bool(host.get("data")), "record": dict(record) if record else None}
+            "client_url": str(host.get("client_url") or ""), "data": bool(host.get("data")),
+            "record": dict(record) if record else None}
 
 
 def _unique(values: t.Iterable[str]) -> t.List[str]:

@@ -21,6 +21,8 @@ description:
     is named in O(repair_hosts)), V(join) anything else. Members whose peer URLs belong to no host are retiring.
   - Peer URLs are compared normalised (scheme and host case-folded, no trailing slash), as
     M(stackfleet.cluster.etcd_member) matches members, so a differently spelled URL of a live member keeps it.
+  - RV(steady) says whether membership and records are exactly as declared (the first part of the role's steady-state
+    fast path; the role then checks every member's container). RV(unsteady) says why not.
 extends_documentation_fragment:
   - stackfleet.cluster.attributes
 attributes:
@@ -54,6 +56,11 @@ options:
         description: The peer URL the member advertises.
         type: str
         required: true
+      client_url:
+        description:
+          - The client URL the member advertises. When set, RV(steady) also needs the member to list it.
+        type: str
+        version_added: 0.5.0
       data:
         description: Whether the host's data directory holds etcd data (C(<data dir>/member) exists).
         type: bool
@@ -147,6 +154,20 @@ removals_refused:
   description: Why the retiring members may not all be removed in this run; empty when they may.
   returned: success
   type: str
+steady:
+  description:
+    - Whether membership and records are exactly as declared - mode V(members), every host kept, nothing to repair,
+      join or remove, every member started, voting and healthy under its host's name, peer and client URL, every
+      bootstrap record complete with the cluster's token. Says nothing about the members' containers.
+  returned: success
+  type: bool
+  version_added: 0.5.0
+unsteady:
+  description: Why RV(steady) is false (the first reason found); empty when it is true.
+  returned: success
+  type: str
+  sample: "member node-2 (node-2) is not a started, healthy voting member: connection refused"
+  version_added: 0.5.0
 summary:
   description: One line for the log.
   returned: success
@@ -166,6 +187,7 @@ def main() -> None:
                 host=dict(type="str", required=True),
                 name=dict(type="str"),
                 peer_url=dict(type="str", required=True),
+                client_url=dict(type="str"),
                 data=dict(type="bool", default=False),
                 record=dict(type="dict"),
             )),

@@ -2,7 +2,7 @@
 network-namespace hosts with their own dockerd (TLS), etcd 3.4 run as containers by the role.
 
 One lab, one story, because every step starts from the cluster the previous one left:
-bootstrap 3 -> re-run (changed=0) -> placement written -> grow to 5 while a second run waits
+bootstrap 3 -> re-run (changed=0, the steady-state fast path) -> a container change is not skipped -> placement written -> grow to 5 while a second run waits
 for the lock and fails -> shrink to 3 -> repair a member whose container and data are gone ->
 removing 2 of 3 at once is refused -> the placement is still there. `-s` prints TIMING lines.
 """
@@ -140,6 +140,20 @@ def test_etcd_role_lifecycle(cluster):
 
     run = cluster.converge(three, "re-run")
     assert run.rc == 0 and changed(run) == 0, run.stdout[-4000:]
+    # ... by the steady-state fast path: one read, then the role ends (no lock, no per-member converge).
+    assert "etcd: steady" in run.stdout and "Take the cluster's lock" not in run.stdout, run.stdout[-4000:]
+
+    # A declared change only the members' containers show (their restart policy, updated in place) is
+    # never skipped: the check-mode read sees it, the full path converges it, and the next run is steady.
+    policy = ["inspect", "-f", "{{.HostConfig.RestartPolicy.Name}}", "%s-etcd.%s" % (CLUSTER, three[2])]
+    run = cluster.converge(three, "policy", extra_vars={"etcd_restart_policy": "always"})
+    assert run.rc == 0 and changed(run) > 0, run.stdout[-4000:]
+    assert "a member container would change" in run.stdout and "Take the cluster's lock" in run.stdout, run.stdout[-4000:]
+    assert cluster.docker(3, *policy).strip() == "always"
+    run = cluster.converge(three, extra_vars={"etcd_restart_policy": "always"})
+    assert run.rc == 0 and changed(run) == 0 and "etcd: steady" in run.stdout, run.stdout[-4000:]
+    run = cluster.converge(three)   # back to the default policy before the cluster grows
+    assert run.rc == 0 and changed(run) > 0 and cluster.docker(3, *policy).strip() == "unless-stopped", run.stdout[-4000:]
 
     assert cluster.state({"placement": PLACEMENT}) == PLACEMENT
 

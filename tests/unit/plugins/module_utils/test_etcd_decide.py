@@ -124,3 +124,53 @@ def test_malformed_host_entries_are_errors():
         decide([], [{"host": "h1"}])
     with pytest.raises(DecisionError, match="mapping"):
         decide([], [dict(host(1), record="garbage")])
+
+
+# The steady-state fast path's first half: only a cluster exactly as declared is steady.
+
+def with_client(i, **kw):
+    return dict(member(i, **kw), client_urls=["https://10.0.0.1%d:2379" % i])
+
+
+def host_client(i, **kw):
+    return dict(host(i, **kw), client_url="https://10.0.0.1%d:2379" % i)
+
+
+def test_a_cluster_as_declared_is_steady():
+    d = decide([with_client(i) for i in (1, 2, 3)], [host_client(i) for i in (1, 2, 3)])
+    assert d["steady"] and d["unsteady"] == "" and d["summary"].endswith("; steady")
+    # without a declared client URL, only the rest is compared (etcd_plan's client_url is optional)
+    assert decide([member(1), member(2), member(3)], THREE)["steady"]
+
+
+@pytest.mark.parametrize("members, hosts, why", [
+    ([], THREE, "mode restart"),
+    ([member(1), member(2)], THREE, "join ['h3']"),
+    ([member(1), member(2), member(3), member(4)], THREE, "members to remove: h4"),
+    ([member(1), member(2), member(3, healthy=False)], THREE, "member h3 (h3) is not a started, healthy voting member"),
+    ([member(1), member(2), member(3, learner=True)], THREE, "member h3 (h3) is not a started, healthy voting member"),
+    ([member(1), member(2), member(3)], [host(1), host(2), host(3, data=False)], "repair ['h3']"),
+    ([member(1), member(2), dict(member(3), name="old")], THREE, "member h3 (h3) runs under the name 'old'"),
+    ([member(1), member(2), member(3)], [host(1), host(2), host(3, record=None)], "bootstrap record is missing"),
+    ([member(1), member(2), member(3)], [host(1), host(2), host(3, record=dict(RECORD, initial_cluster=""))],
+     "bootstrap record is missing or incomplete"),
+    ([member(1), member(2), member(3)], [host(1), host(2), host(3, record=dict(RECORD, bootstrapped=False))],
+     "bootstrap record is missing or incomplete"),
+])
+def test_anything_not_as_declared_is_not_steady(members, hosts, why):
+    d = decide(members, hosts)
+    assert not d["steady"] and why in d["unsteady"], d["unsteady"]
+
+
+def test_a_changed_client_url_is_not_steady():
+    hosts = [host_client(1), host_client(2), dict(host(3), client_url="https://node-3:2379")]
+    d = decide([with_client(i) for i in (1, 2, 3)], hosts)
+    assert not d["steady"] and "advertises client URLs ['https://10.0.0.13:2379'], not https://node-3:2379" in d["unsteady"]
+    # spelled differently, the same URL is steady
+    hosts[2]["client_url"] = "HTTPS://10.0.0.13:2379/"
+    assert decide([with_client(i) for i in (1, 2, 3)], hosts)["steady"]
+
+
+def test_repair_hosts_are_not_steady():
+    d = decide([member(1), member(2), member(3)], THREE, repair_hosts=["h2"])
+    assert not d["steady"] and "repair ['h2']" in d["unsteady"]
