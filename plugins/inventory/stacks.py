@@ -490,9 +490,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         previous = dict(reads["previous"])
         try:
             placement = _placement.plan(spec, hosts, previous, previous_ports=reads.get("ports") or {})
-            missing = [_spec.Host(name=name, labels={}, capacity=None) for name in placement.missing_hosts]
-            containers = _desired.render(spec, placement.assignments, hosts + missing, placement.ports,
-                                         unavailable=placement.missing_hosts)
+            containers = _desired.render(spec, placement.assignments, hosts, placement.ports, unavailable=placement.missing_hosts)
         except (_placement.PlacementError, _spec.SpecError) as exc:
             raise AnsibleParserError(str(exc))
 

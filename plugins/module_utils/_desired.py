@@ -54,9 +54,10 @@ def render(spec: Spec, placement_assignments: t.Mapping[str, str], hosts: t.Sequ
     """Host name → container documents on it, sorted by name; every host is present.
 
     `unavailable` names hosts that are placed on but not running anything this run (the plan's
-    missing hosts, where stateful instances are held): `deploy.<key>.<service>.addresses` leaves
-    their instances out, so a load balancer never names a backend that cannot answer (nor a host
-    it cannot resolve).
+    missing hosts, where stateful instances are held), not among `hosts`: their documents are
+    rendered (keyed by name, no address), and `deploy.<key>.<service>.addresses` leaves their
+    instances out, so a load balancer never names a backend that cannot answer (nor a host it
+    cannot resolve).
 
     `ports` is the plan's `Placement.ports` (placement key → service → published ports): it
     gives the host ports the planner chose for `auto` ports, which the documents carry.
@@ -64,6 +65,8 @@ def render(spec: Spec, placement_assignments: t.Mapping[str, str], hosts: t.Sequ
     `auto` port has no host port in `ports`.
     """
     errors: t.List[str] = []
+    down = frozenset(unavailable)
+    hosts = list(hosts) + [Host(name=name, labels={}, capacity=None) for name in sorted(down - {h.name for h in hosts})]
     by_name = {host.name: host for host in hosts}
     units = _units(spec, placement_assignments, hosts, errors)
     published = _published(spec, units, ports or {}, errors)
@@ -79,7 +82,6 @@ def render(spec: Spec, placement_assignments: t.Mapping[str, str], hosts: t.Sequ
 
     siblings: t.Dict[str, t.Dict[str, str]] = {}  # instance → service → host
     backends: t.Dict[t.Tuple[str, str], t.List[t.Tuple[str, t.Optional[int]]]] = {}  # (deploy, service) → (host, port)
-    down = frozenset(unavailable)
     for unit in units:
         siblings.setdefault(unit.instance, {})[unit.service] = unit.host
         if unit.host in down:

@@ -368,9 +368,7 @@ def main():
             module.fail_json(msg="rebalance.max_moves: expected 0 or more, got %d" % rebalance["max_moves"])
         placement = _placement.plan(spec, hosts, previous, rebalance=rebalance, previous_ports=module.params["previous_ports"],
                                     allow_move=module.params["allow_move"])
-        missing = [_spec.Host(name=name, labels={}, capacity=None) for name in placement.missing_hosts]
-        containers = _desired.render(spec, placement.assignments, list(hosts) + missing, placement.ports,
-                                     unavailable=placement.missing_hosts)
+        containers = _desired.render(spec, placement.assignments, hosts, placement.ports, unavailable=placement.missing_hosts)
     except (_spec.SpecError, _placement.PlacementError) as exc:
         module.fail_json(msg=str(exc), errors=list(exc.errors))
 

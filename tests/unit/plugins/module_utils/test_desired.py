@@ -139,6 +139,10 @@ def test_addresses_leave_out_instances_held_on_an_unavailable_host():
     docs = _by_name(_desired.render(_spec_of(REFS), REFS_PLACEMENT, HOSTS, unavailable=["n3"]))
     assert docs["prod.lb-1.lb"]["env"] == {"BACKENDS": "10.0.0.2,10.0.0.1", "DBS": "10.0.0.1,10.0.0.2", "AGENTS": "10.0.0.1"}
     assert docs["prod.app-2.web"]["command"][1] == "--db=n3"  # the held instance's own documents are unchanged
+    # a host missing from `hosts` altogether (down for the run) is rendered by name all the same
+    alone = _desired.render(_spec_of(REFS), REFS_PLACEMENT, HOSTS[:2], unavailable=["n3"])
+    assert _by_name(alone)["prod.lb-1.lb"]["env"] == docs["prod.lb-1.lb"]["env"]
+    assert sorted(d["name"] for d in alone["n3"]) == sorted(d["name"] for d in _desired.render(_spec_of(REFS), REFS_PLACEMENT, HOSTS)["n3"])
 
 
 def test_addresses_of_a_deploy_scaled_to_zero_are_empty():
