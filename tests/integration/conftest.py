@@ -174,6 +174,18 @@ def run_playbook():
     return ansible_playbook
 
 
+def etcd_post(endpoints, path, body, context):
+    """POST to etcd's JSON gateway at the first of `endpoints` that answers (TLS `context`)."""
+    for endpoint in endpoints:
+        request = urllib.request.Request(endpoint + path, data=json.dumps(body).encode(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=3, context=context) as resp:  # the lab's own members
+                return json.loads(resp.read())
+        except OSError:
+            continue
+    raise AssertionError("no etcd endpoint answered %s" % path)
+
+
 def instances_answering(address, want, timeout=15):
     """The instances answering HTTP through the load balancer at `address` (each busybox web
     server names its instance), polled until they are `want`: haproxy health-checks a new backend

@@ -21,7 +21,7 @@ import urllib.request
 
 import pytest
 import yaml
-from conftest import ansible_playbook, lab_spec, running_lab
+from conftest import ansible_playbook, etcd_post, lab_spec, running_lab
 
 LAB = lab_spec("eb", hosts=3)
 CLUSTER = "stackfleet"
@@ -58,14 +58,7 @@ class Etcd:
         return run
 
     def post(self, path, body):
-        for endpoint in self.lab.etcd_endpoints:
-            request = urllib.request.Request(endpoint + path, data=json.dumps(body).encode(), method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=3, context=self.context) as resp:
-                    return json.loads(resp.read())
-            except OSError:
-                continue
-        raise AssertionError("no etcd endpoint answered %s" % path)
+        return etcd_post(self.lab.etcd_endpoints, path, body, self.context)
 
     def put(self, key, value):
         self.post("/v3/kv/put", {"key": b64(key), "value": b64(value)})

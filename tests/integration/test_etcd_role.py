@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 import yaml
-from conftest import lab_spec
+from conftest import etcd_post, lab_spec
 
 LAB = lab_spec("r", hosts=5)
 H1, H2, H3 = ("%s-h%d" % (LAB["name"], i) for i in (1, 2, 3))
@@ -77,14 +77,7 @@ class Cluster:
         return json.loads(out.read_text())
 
     def post(self, path, body, endpoints=None):
-        for endpoint in endpoints or self.lab.etcd_endpoints:
-            request = urllib.request.Request(endpoint + path, data=json.dumps(body).encode(), method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=3, context=self.context) as resp:
-                    return json.loads(resp.read())
-            except OSError:
-                continue
-        raise AssertionError("no etcd endpoint answered %s" % path)
+        return etcd_post(endpoints or self.lab.etcd_endpoints, path, body, self.context)
 
     def members(self):
         return self.post("/v3/cluster/member/list", {})["members"]

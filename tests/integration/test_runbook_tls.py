@@ -14,18 +14,16 @@ One chain, in file order:
     STACKFLEET_TEST_LAB_PREFIX=.. STACKFLEET_TEST_NET=.. .venv/bin/pytest tests/integration/test_runbook_tls.py -v
 """
 import base64
-import json
 import os
 import shutil
 import socket
 import ssl
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 import yaml
-from conftest import REPO, ansible_playbook, lab_spec, running_lab
+from conftest import REPO, ansible_playbook, etcd_post, lab_spec, running_lab
 
 sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
 import lab_tls  # noqa: E402
@@ -68,14 +66,7 @@ class Fleet:
     def etcd(self, path, body):
         context = ssl.create_default_context(cafile=self.lab.ca_cert)
         context.load_cert_chain(*self.client)
-        for endpoint in self.lab.etcd_endpoints:
-            request = urllib.request.Request(endpoint + path, data=json.dumps(body).encode(), method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=3, context=context) as resp:
-                    return json.loads(resp.read())
-            except OSError:
-                continue
-        raise AssertionError("no etcd endpoint answered %s" % path)
+        return etcd_post(self.lab.etcd_endpoints, path, body, context)
 
     def etcd_containers(self):
         found = {}
