@@ -41,6 +41,8 @@ LAB_SLOTS = {
     "im": 34, "lp": 35, "lp2": 36, "dp": 37, "aw": 38, "aw2": 39, "fq": 40, "fe": 41,
     # runbooks: add/replace a host, etcd snapshot and restore (issue 10 §4)
     "rh": 42, "eb": 43, "tr": 44,
+    # the cluster-wide converge mode (issue 11 §2)
+    "cw": 45, "cw2": 46,
 }
 
 
