@@ -43,6 +43,8 @@ LAB_SLOTS = {
     "rh": 42, "eb": 43, "tr": 44,
     # the cluster-wide converge mode (issue 11 §2)
     "cw": 45, "cw2": 46,
+    # AWX job slicing: plan job, then concurrent sliced converges (issue 11 §3)
+    "sl": 47, "sl2": 48,
 }
 
 
