@@ -14,6 +14,7 @@ import os
 import re
 import time
 import typing as t
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import env_fallback
 from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import (
@@ -51,6 +52,10 @@ except ImportError as exc:  # pragma: no cover - depends on the target's Python
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 #: How long a started container must stay up, without restarting, to count as running.
 SETTLE_SECONDS = 1.0
+#: At most this many engine calls of one batch at once (creates, stop+start, swaps): the containers of
+#: a batch are independent, so a batch of 25 costs about one call's time, not 25 (docs/performance.md
+#: "Image change"). Also the SDK's connection pool size, so that no thread opens a throwaway connection.
+MAX_CALLS = 16
 #: How long a container that exited as if stopped (code 0 or 143) is checked against its engine:
 #: a dockerd shutting down stops its containers first and closes its API a moment later.
 ENGINE_GONE_GRACE = 3.0
@@ -178,7 +183,7 @@ def connect(endpoint: Endpoint) -> Engine:
     auto_version = endpoint.api_version == "auto"
     try:
         api = docker.APIClient(
-            base_url=endpoint.url, tls=tls, timeout=endpoint.timeout,
+            base_url=endpoint.url, tls=tls, timeout=endpoint.timeout, max_pool_size=MAX_CALLS,
             version=docker.constants.DEFAULT_DOCKER_API_VERSION if auto_version else endpoint.api_version,
             use_ssh_client=endpoint.url.startswith("ssh://"))
         if endpoint.tls:
@@ -360,6 +365,20 @@ def update_arguments(action: Action) -> t.Dict[str, t.Any]:
     return body
 
 
+def each(fn: t.Callable[[t.Any], t.Any], items: t.Sequence[t.Any]) -> t.List[t.Tuple[t.Any, t.Any, t.Optional[EngineError]]]:
+    """`fn(item)` for every item, up to MAX_CALLS at once: (item, value, None) or (item, None, the
+    EngineError), in the items' order. One item runs in the caller's thread (no pool for a rolling update)."""
+    def one(item: t.Any) -> t.Tuple[t.Any, t.Any, t.Optional[EngineError]]:
+        try:
+            return item, fn(item), None
+        except EngineError as exc:
+            return item, None, exc
+    if len(items) <= 1:
+        return [one(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(MAX_CALLS, len(items))) as pool:
+        return list(pool.map(one, items))
+
+
 class Engine:
     """One Docker engine. Methods raise EngineError with the engine URL or container name."""
 
@@ -512,16 +531,17 @@ class Engine:
         """Carry out `plan`; return the errors (each naming its container).
 
         Order: removals (they free names and ports), then creates and starts in batches of
-        `max_parallel` (a failure there does not stop the others), then replacements in batches
+        `max_parallel` (a failure there does not stop the others; the calls of a batch run at once,
+        up to MAX_CALLS, and each batch is waited for before the next), then replacements in batches
         (`replacement_batches`); the first batch with a failed replacement ends the rollout on
         this host, and the replacements after it are left as they are (PENDING in `outcomes`)."""
         errors: t.List[str] = []
         self.outcomes = {}
-        for action in plan.removals:
-            try:
-                self.remove(action.name, action.observed.id, stop_timeout)  # type: ignore[union-attr]
-            except EngineError as exc:
-                errors.append(str(exc))
+        removals = list(plan.removals)
+        for _action, _none, error in each(
+                lambda a: self.remove(a.name, a.observed.id, stop_timeout), removals):  # type: ignore[union-attr]
+            if error is not None:
+                errors.append(str(error))
         for action in plan.updates:
             try:
                 self.update(action)
@@ -529,11 +549,11 @@ class Engine:
                 errors.append(str(exc))
         for batch in batches([a for a in plan.rollout if a.action != RECREATE], max_parallel):
             started = []
-            for action in batch:
-                try:
-                    started.append((action, self._roll(action)))
-                except EngineError as exc:
-                    errors.append(str(exc))
+            for action, container_id, error in each(self._roll, batch):
+                if error is None:
+                    started.append((action, container_id))
+                else:
+                    errors.append(str(error))
             if wait != "none":
                 errors.extend(self._wait(started, wait, wait_timeout))
         groups = replacement_batches([a for a in plan.rollout if a.action == RECREATE], max_parallel)
@@ -555,36 +575,42 @@ class Engine:
         its temporary name, stop the old, start the new, wait; on failure remove the new and start
         the old again (same id); only after success remove the old and rename the new."""
         errors: t.List[str] = []
+        # The containers of a batch are independent: each step runs for all of them at once
+        # (bounded by MAX_CALLS), and the batch still moves on only when every one is done.
         created: t.List[t.Tuple[Action, str]] = []
-        for action in batch:
-            try:
-                created.append((action, self.create(action.doc, temp_name(action.name))))  # type: ignore[arg-type]
-            except EngineError as exc:
-                self.outcomes[action.name] = (FAILED, "the new container could not be created: %s" % exc)
-                errors.append("%s: not replaced, the old container runs on: %s" % (action.name, exc))
+        for action, new_id, error in each(lambda a: self.create(a.doc, temp_name(a.name)), batch):
+            if error is None:
+                created.append((action, new_id))
+            else:
+                self.outcomes[action.name] = (FAILED, "the new container could not be created: %s" % error)
+                errors.append("%s: not replaced, the old container runs on: %s" % (action.name, error))
+
+        def swap_in(item: t.Tuple[Action, str]) -> None:
+            action, new_id = item
+            self.stop(action.name, action.observed.id, stop_timeout)  # type: ignore[union-attr]
+            self.start(temp_name(action.name), new_id)
+
         started: t.List[t.Tuple[Action, str]] = []
-        for action, new_id in created:
-            old = action.observed
-            try:
-                self.stop(action.name, old.id, stop_timeout)  # type: ignore[union-attr]
-                self.start(temp_name(action.name), new_id)
-            except EngineError as exc:
-                errors.append(self._rollback(action, new_id, str(exc)))
-                continue
-            started.append((action, new_id))
+        for item, _none, error in each(swap_in, created):
+            if error is None:
+                started.append(item)
+            else:
+                errors.append(self._rollback(item[0], item[1], str(error)))
         problems = self._wait_each(started, wait, wait_timeout) if wait != "none" else {}
-        for action, new_id in started:
-            if action.name in problems:
-                errors.append(self._rollback(action, new_id, problems[action.name]))
-                continue
-            try:
-                self._call("%s: remove the old container" % action.name, self.api.remove_container,
-                           action.observed.id, force=True)  # type: ignore[union-attr]
-                self.rename(new_id, action.name)
-            except EngineError as exc:
-                self.outcomes[action.name] = (FAILED, "replaced, but the swap did not complete: %s" % exc)
+        proven = [(action, new_id) for action, new_id in started if action.name not in problems]
+        errors.extend(self._rollback(action, new_id, problems[action.name]) for action, new_id in started if action.name in problems)
+
+        def finish(item: t.Tuple[Action, str]) -> None:
+            action, new_id = item
+            self._call("%s: remove the old container" % action.name, self.api.remove_container,
+                       action.observed.id, force=True)  # type: ignore[union-attr]
+            self.rename(new_id, action.name)
+
+        for (action, _new_id), _none, error in each(finish, proven):
+            if error is not None:
+                self.outcomes[action.name] = (FAILED, "replaced, but the swap did not complete: %s" % error)
                 errors.append("%s: the new container runs as %s; the next run completes the swap: %s" % (
-                    action.name, temp_name(action.name), exc))
+                    action.name, temp_name(action.name), error))
         return errors
 
     def _rollback(self, action: Action, new_id: str, why: str) -> str:
