@@ -45,6 +45,8 @@ LAB_SLOTS = {
     "cw": 45, "cw2": 46,
     # AWX job slicing: plan job, then concurrent sliced converges (issue 11 §3)
     "sl": 47, "sl2": 48,
+    # docker_host's steady-state fast path: drifted or stopped hosts are repaired (issue 11 §2)
+    "dh": 50,
 }
 
 
