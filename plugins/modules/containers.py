@@ -431,70 +431,20 @@ containers:
 """
 
 from ansible.module_utils.basic import _load_params
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _difference
-from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import (
-    DEFERRED,
-    FAILED,
-    PENDING,
-    PULL_POLICIES,
-    DocumentError,
-    config_hash,
-    images_to_pull,
-    missing_names,
-    plan,
-    scrub_doc,
-    validate,
-)
-from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import (
+from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import (  # noqa: F401 - EngineError: this module's API too
     CONNECTION_ARGSPEC,
     EngineError,
     connect,
     resolve_endpoint,
 )
-from ansible_collections.stackfleet.cluster.plugins.module_utils._invocation import ScrubbingModule, scrubbed
-from ansible_collections.stackfleet.cluster.plugins.module_utils._model import LABEL_CONFIG_HASH
-from ansible_collections.stackfleet.cluster.plugins.module_utils._secrets import SecretError, hashable
-from ansible_collections.stackfleet.cluster.plugins.module_utils._secrets import check as check_secrets
-
-#: The container document (docs/architecture.md, "Container documents"), typed, so that Ansible
-#: rejects a malformed one before any call to the engine. Keys Ansible adds (None) for what a
-#: document leaves out are dropped again (given_keys): the config hash covers the document as given.
-DOCUMENT_SPEC = dict(
-    name=dict(type="str", required=True),
-    cluster=dict(type="str", required=True),
-    deploy=dict(type="str"),
-    instance=dict(type="str"),
-    service=dict(type="str"),
-    host=dict(type="str"),
-    image=dict(type="str", required=True),
-    pull=dict(type="str", choices=list(PULL_POLICIES)),
-    update=dict(type="dict", options=dict(parallelism=dict(type="int", default=1))),
-    command=dict(type="list", elements="str"),
-    entrypoint=dict(type="list", elements="str"),
-    env=dict(type="dict"),  # values: str or {secret: NAME}; never logged (see _invocation.ScrubbingModule)
-    ports=dict(type="list", elements="dict", options=dict(
-        container_port=dict(type="int", required=True), protocol=dict(type="str"), host_port=dict(type="int"),
-        host_ip=dict(type="str"))),
-    volumes=dict(type="list", elements="dict", options=dict(
-        source=dict(type="str", required=True), target=dict(type="str", required=True), read_only=dict(type="bool"))),
-    labels=dict(type="dict"),
-    restart=dict(type="str"),
-    network_mode=dict(type="str"),
-    resources=dict(type="dict", options=dict(cpus=dict(type="float"), memory_mb=dict(type="int"))),
-    healthcheck=dict(type="dict", options=dict(
-        test=dict(type="list", elements="str"), interval=dict(type="float"), timeout=dict(type="float"),
-        retries=dict(type="int"), start_period=dict(type="float"))),
+from ansible_collections.stackfleet.cluster.plugins.module_utils._host_converge import (  # noqa: F401 - given_keys: this module's API too
+    DOCUMENT_SPEC,
+    OPTIONS_ARGSPEC,
+    Options,
+    converge_host,
+    given_keys,
 )
-
-
-def given_keys(validated, raw):
-    """`validated` (typed by the argument spec) restricted to the keys present in `raw`, recursively:
-    sub-option validation adds every unset key as None, which would change the config hash."""
-    if isinstance(validated, dict) and isinstance(raw, dict):
-        return {k: given_keys(v, raw[k]) for k, v in validated.items() if k in raw}
-    if isinstance(validated, list) and isinstance(raw, list) and len(validated) == len(raw):
-        return [given_keys(validated[i], raw[i]) for i in range(len(raw))]
-    return validated
+from ansible_collections.stackfleet.cluster.plugins.module_utils._invocation import ScrubbingModule, scrubbed
 
 
 def _raw_documents(module):
@@ -505,128 +455,35 @@ def _raw_documents(module):
     return raw if isinstance(raw, list) else module.params["containers"]
 
 
-def _diff(actions):
-    """One before/after pair per changed container; env values masked."""
-    diffs = []
-    for action in actions:
-        if not action.changes or action.action in (PENDING, FAILED, DEFERRED):
-            continue
-        if action.fields:  # name each field that changed, not two hashes
-            before, after = _difference.diff(action.fields)
-            want_hash = config_hash(action.doc) if action.doc else None
-            have_hash = action.observed.labels.get(LABEL_CONFIG_HASH) if action.observed else None
-            if action.observed and want_hash and have_hash != want_hash:
-                before["config_hash"], after["config_hash"] = have_hash, want_hash
-        else:
-            before = action.observed.summary() if action.observed else {}
-            after = dict(scrub_doc(action.doc), config_hash=config_hash(action.doc)) if action.doc else {}
-        diffs.append(dict(before=before, after=after,
-                          before_header="%s (%s)" % (action.name, "observed" if before else "absent"),
-                          after_header="%s (%s)" % (action.name, action.action)))
-    return diffs
-
-
-def _resolve_images(module, engine, docs):
-    """Pull what the policy asks for, before anything is stopped. Returns (image ids, refs pulled
-    or - in check mode - to pull, unavailable ref -> reason, whether the image store changed)."""
-    refs = sorted({d["image"] for d in docs})
-    image_ids = engine.image_ids(refs)
-    to_pull = images_to_pull(docs, image_ids, module.params["pull"])
-    unavailable = {}
-    if module.check_mode:
-        changed = any(image_ids[ref] is None for ref in to_pull)
-        pulled = to_pull
-    else:
-        for ref in to_pull:
-            try:
-                engine.pull(ref)
-            except EngineError as exc:
-                unavailable[ref] = "cannot be pulled (%s)" % exc
-        before, image_ids = image_ids, engine.image_ids(refs) if to_pull else image_ids
-        pulled = [ref for ref in to_pull if ref not in unavailable]
-        changed = any(image_ids[ref] != before[ref] for ref in pulled)
-    for ref in refs:
-        if image_ids[ref] is None and ref not in unavailable and ref not in to_pull:
-            unavailable[ref] = "is not on the host and pull is never"
-    return image_ids, pulled, unavailable, changed
-
-
 def main():
     argument_spec = dict(
         cluster=dict(type="str", required=True),
         containers=dict(type="list", elements="dict", required=True, options=DOCUMENT_SPEC),
-        prune=dict(type="bool", default=True),
-        defer_removal=dict(type="list", elements="str", default=[]),
-        prune_all=dict(type="bool", default=False),
-        replace=dict(type="bool", default=True),
-        pull=dict(type="str", default="missing", choices=list(PULL_POLICIES)),
-        secrets=dict(type="dict", default={}, no_log=True),
-        max_parallel=dict(type="int", default=1),
-        wait=dict(type="str", default="running", choices=["none", "running", "healthy"]),
-        wait_timeout=dict(type="int", default=60),
-        stop_timeout=dict(type="int"),
     )
+    argument_spec.update(OPTIONS_ARGSPEC)
     argument_spec.update(CONNECTION_ARGSPEC)
     module = ScrubbingModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
     docs = given_keys(params["containers"], _raw_documents(module))
     params["containers"] = docs
     invocation = {"module_args": scrubbed(params)}
-    cluster = params["cluster"]
     result = dict(changed=False, actions=[], pending=[], deferred=[], pulled=[], containers=[], invocation=invocation)
     if params["max_parallel"] < 1:
         module.fail_json(msg="max_parallel must be at least 1", **result)
 
-    url = params.get("docker_host")
-    try:
-        validate(docs, cluster)
-        # Every {secret: NAME} has a value before anything is touched; from here on each reference
-        # carries the digest of its value (the config hash covers it), never the value itself.
-        check_secrets(docs, params["secrets"])
-        docs = [hashable(doc, params["secrets"]) for doc in docs]
-        engine = connect(resolve_endpoint(params))
-        engine.secrets = params["secrets"]
-        url = engine.url
-        observed = engine.list_cluster(cluster)
-        image_ids, result["pulled"], unavailable, images_changed = _resolve_images(module, engine, docs)
-        missing = missing_names(docs, observed)
-        foreign = engine.foreign_names(cluster, missing) if missing else {}
-        configs = engine.configs(observed, [d["name"] for d in docs])  # in-place fields and field-level diffs
-        todo = plan(docs, observed, image_ids, prune=params["prune"], foreign=foreign, replace=params["replace"],
-                    unavailable=unavailable, would_pull=set(result["pulled"]) if module.check_mode else frozenset(),
-                    prune_all=params["prune_all"], configs=configs, defer=frozenset(params["defer_removal"]))
-    except (DocumentError, EngineError, SecretError) as exc:
-        module.fail_json(msg="%s: %s" % (url, exc), **result)
-
-    errors = ["%s: %s" % (a.name, a.reason) for a in todo.failed]
-    for warning in todo.warnings:
+    outcome = converge_host(lambda: connect(resolve_endpoint(params)), params["cluster"], docs,
+                            Options.from_params(params, module.check_mode, module._diff), params.get("docker_host"))
+    for key in result:
+        if key in outcome:
+            result[key] = outcome[key]
+    for warning in outcome["warnings"]:
         module.warn(warning)
-    if module._diff:
-        result["diff"] = _diff(todo.actions)
-
-    final = observed
-    outcomes = {}
-    if todo.changed and not module.check_mode:
-        errors.extend(engine.apply(todo, params["max_parallel"], params["wait"], params["wait_timeout"], params["stop_timeout"]))
-        outcomes = engine.outcomes
-        try:
-            final = engine.list_cluster(cluster)
-        except EngineError as exc:
-            errors.append(str(exc))
-    reports = []
-    for action in todo.actions:
-        report = action.report()
-        if action.name in outcomes:
-            report.update(action=outcomes[action.name][0], reason=outcomes[action.name][1])
-        reports.append(report)
-    result["actions"] = reports
-    result["pending"] = [{"name": r["name"], "reason": r["reason"]} for r in reports if r["action"] == PENDING]
-    result["deferred"] = [{"name": r["name"], "reason": r["reason"]} for r in reports if r["action"] == DEFERRED]
-    result["changed"] = images_changed or any(r["action"] not in ("unchanged", PENDING, FAILED, DEFERRED) for r in reports)
-    result["containers"] = [o.summary() for o in sorted(final, key=lambda o: o.name)]
-    if errors:
-        module.fail_json(msg="%d container error(s) on %s: %s" % (len(errors), engine.url, "; ".join(errors)),
-                         errors=errors, **result)
+    if module._diff and (outcome["actions"] or not outcome["failed"]):  # planned: the diff, even when a container failed
+        result["diff"] = outcome["diff"]
+    if outcome["failed"]:
+        if outcome["errors"]:
+            result["errors"] = outcome["errors"]
+        module.fail_json(msg=outcome["msg"], **result)
     module.exit_json(**result)
 
 

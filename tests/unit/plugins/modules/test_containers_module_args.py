@@ -9,6 +9,7 @@ import sys
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _host_converge
 from ansible_collections.stackfleet.cluster.plugins.module_utils._desired import config_hash
 from ansible_collections.stackfleet.cluster.plugins.modules import containers
 
@@ -80,7 +81,7 @@ def test_validation_adds_no_keys_so_the_hash_is_the_0_1_hash(monkeypatch):
     given = {"name": "it.web-1.web", "cluster": "it", "image": "local/busybox:1", "env": {"A": "b"},
              "healthcheck": {"test": ["CMD", "true"]}, "resources": {"cpus": 1}}
     seen = []
-    monkeypatch.setattr(containers, "validate", lambda docs, cluster: seen.extend(docs))
+    monkeypatch.setattr(_host_converge, "validate", lambda docs, cluster: seen.extend(docs))
     run({"containers": [given]}, monkeypatch)
     assert seen == [dict(given, resources={"cpus": 1.0})]
     assert config_hash(seen[0]) == config_hash(given)

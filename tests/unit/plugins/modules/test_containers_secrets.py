@@ -9,7 +9,7 @@ import sys
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _docker, _secrets
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _docker, _host_converge, _secrets
 from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import DocumentError
 from ansible_collections.stackfleet.cluster.plugins.modules import containers
 
@@ -55,7 +55,7 @@ def run(args, monkeypatch):
         raise DocumentError("stop here (unit test)")
 
     monkeypatch.setattr(containers, "connect", connect)
-    monkeypatch.setattr(containers, "plan", plan)
+    monkeypatch.setattr(_host_converge, "plan", plan)
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     with patch_module_args(dict({"cluster": "it", "docker_host": "unix:///nonexistent.sock"}, **args)):
