@@ -1,0 +1,154 @@
+"""docker_host's steady-state fast path (issue 11 §2): a host already as declared costs one read and the
+endpoint check; a host whose daemon.json or certificates drifted, or whose engine is stopped, is not
+skipped: the full path repairs it, restarts or starts the engine, and the check waits until it answers.
+
+The host is this machine through a local connection, on the role's raw (CoreOS) path, with every file
+under a scratch root. `systemctl` is a stand-in on PATH that drives a real lab dockerd: is-active asks
+whether it runs, start and restart (re)launch it (tests/lab), so the endpoint check talks to a real TLS
+engine with the lab's CA and client certificate."""
+import json
+import os
+import stat
+import sys
+
+import pytest
+from conftest import REPO, ansible_playbook, lab_spec, running_lab
+
+PLAYBOOK = "tests/integration/playbooks/docker_host_fast_path.yml"
+LAB = lab_spec("dh", hosts=1)
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+# systemctl stand-in for docker.service: the state of the lab's dockerd, and (re)starts of it.
+echo "$*" >> {state}/calls.log
+lab() {{ {python} -c "import sys; sys.path.insert(0, '{lab_dir}'); from lab import Lab; \\
+Lab(name='{name}', subnet='{subnet}', hosts=1).$1(1)"; }}
+for arg in "$@"; do case "$arg" in --*) ;; *) set -- "$@" "$arg" ;; esac; shift; done
+case "$1" in
+  show) echo {state}/docker.service ;;
+  is-enabled) if [ -f {state}/enabled ]; then echo enabled; else echo disabled; exit 1; fi ;;
+  is-active) if [ -f {pidfile} ] && kill -0 "$(cat {pidfile})" 2>/dev/null; then echo active; else echo inactive; exit 3; fi ;;
+  enable) touch {state}/enabled ;;
+  start) lab start_docker ;;
+  restart) lab stop_docker && lab start_docker ;;
+  daemon-reload) ;;
+  *) echo "systemctl stand-in: $*: not handled" >&2; exit 1 ;;
+esac
+"""
+
+VENDOR_UNIT = """[Service]
+ExecStart=/usr/bin/dockerd -H fd:// \\
+    --containerd=/run/containerd/containerd.sock
+"""
+
+
+@pytest.fixture(scope="module")
+def engine_lab():
+    with running_lab(**LAB) as up:
+        yield up
+
+
+@pytest.fixture
+def host(engine_lab, tmp_path):
+    """(run the role -> PlaybookRun, the scratch root, the stand-in's state folder)."""
+    lab = engine_lab
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "docker.service").write_text(VENDOR_UNIT)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "systemctl"
+    fake.write_text(FAKE_SYSTEMCTL.format(state=state, python=sys.executable, lab_dir=os.path.join(REPO, "tests", "lab"),
+                                          name=lab.name, subnet=lab.subnet, pidfile=lab.host(1).docker_pidfile))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    root = tmp_path / "root"
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("engines:\n  hosts:\n    e1: {ansible_connection: local, ansible_python_interpreter: %s}\n" % sys.executable)
+    h1 = lab.host(1)
+    base_vars = {
+        # this Debian machine takes the raw-only path; every file goes under the scratch root
+        "_docker_host_coreos_ids": ["debian"],
+        "_docker_host_daemon_json": str(root / "etc/docker/daemon.json"),
+        "_docker_host_dropin_dir": str(root / "etc/systemd/system/docker.service.d"),
+        "docker_host_tls_dir": str(root / "etc/docker/tls"),
+        "docker_host_tls_ca_cert": lab.ca_cert,
+        "docker_host_tls_cert": h1.server_cert,
+        "docker_host_tls_key": h1.server_key,
+        "docker_host_check_address": h1.address,
+        "docker_host_tls_client_cert": lab.client_cert,
+        "docker_host_tls_client_key": lab.client_key,
+        "docker_host_daemon_options": {"log-driver": "json-file"},
+    }
+
+    def run(**extra):
+        return ansible_playbook(PLAYBOOK, str(inventory), extra_vars=dict(base_vars, **extra),
+                                env={"PATH": str(bin_dir) + os.pathsep + os.environ["PATH"]}, timeout=300)
+
+    return run, root, state
+
+
+def calls(state):
+    path = state / "calls.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def install_tasks_ran(run):
+    return "Write /etc/docker/daemon.json (raw)" in run.stdout
+
+
+def test_a_steady_host_takes_the_fast_path_and_a_drifted_one_is_repaired(host, engine_lab):
+    run, root, state = host
+    daemon_json = root / "etc/docker/daemon.json"
+    cert = root / "etc/docker/tls/cert.pem"
+
+    first = run()
+    assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    assert install_tasks_ran(first) and first.recap["e1"]["changed"] > 0
+    assert "enable docker.service" in calls(state) and "restart docker.service" in calls(state)
+    wanted = json.loads(daemon_json.read_text())
+    assert wanted["log-driver"] == "json-file" and wanted["tlsverify"] is True
+    good_cert = cert.read_text()
+
+    before = len(calls(state))
+    steady = run()
+    assert steady.rc == 0, steady.stdout[-3000:] + steady.stderr[-2000:]
+    assert steady.recap["e1"]["changed"] == 0
+    assert not install_tasks_ran(steady), "the fast path did not skip the install tasks on a steady host"
+    assert "GET /_ping from the controller" in steady.stdout
+    assert not [c for c in calls(state)[before:] if c.split()[0] in ("restart", "start", "enable")]
+
+    # Drift: daemon.json edited by hand, the server certificate gone.
+    daemon_json.write_text(json.dumps(dict(wanted, debug=True)))
+    cert.unlink()
+    before = len(calls(state))
+    repaired = run()
+    assert repaired.rc == 0, repaired.stdout[-3000:] + repaired.stderr[-2000:]
+    assert install_tasks_ran(repaired) and repaired.recap["e1"]["changed"] > 0
+    assert "daemon.json differs" in repaired.stdout and "cert.pem is missing" in repaired.stdout
+    assert json.loads(daemon_json.read_text()) == wanted and cert.read_text() == good_cert
+    assert "restart docker.service" in calls(state)[before:], "the engine was not restarted after the repair"
+
+    again = run()
+    assert again.rc == 0 and again.recap["e1"]["changed"] == 0 and not install_tasks_ran(again)
+
+    # docker_host_fast_path: false always takes the full path (and still changes nothing here).
+    full = run(docker_host_fast_path=False)
+    assert full.rc == 0 and full.recap["e1"]["changed"] == 0 and install_tasks_ran(full)
+
+
+def test_a_stopped_engine_is_started_and_waited_for_and_one_that_never_answers_fails(host, engine_lab):
+    run, _root, state = host
+    assert run().rc == 0
+    engine_lab.stop_docker(1)
+    before = len(calls(state))
+    started = run()
+    assert started.rc == 0, started.stdout[-3000:] + started.stderr[-2000:]
+    assert "docker.service is not active" in started.stdout and install_tasks_ran(started)
+    assert "start docker.service" in calls(state)[before:]
+    assert engine_lab.host(1).dockerd_pid(), "the engine does not run after the role started it"
+
+    # An endpoint that never answers (nothing listens there) fails the host after the wait, naming
+    # the URL, although the host itself is as declared: the fast path never skips the check.
+    down = run(docker_host_check_address="127.0.0.1", docker_host_check_wait=2)
+    assert down.rc != 0 and down.recap["e1"]["failed"] == 1
+    assert not install_tasks_ran(down)
+    assert "GET https://127.0.0.1:2376/_ping: no 200 OK within 2" in down.stdout
