@@ -1,0 +1,224 @@
+"""AWX job slicing on a real 4-host lab with etcd (issue 11 §3, docs/awx.md "Job slicing").
+
+The plan job (playbooks/rollout_plan.yml) plans once under the lock and records the rollout; two
+slices of the converge job (playbooks/rollout_converge.yml --limit, one half each) run at the same
+time, as AWX runs a sliced job on two execution nodes; the finishing run releases the lock. Each
+test uses its own cluster name, so its keys and containers are its own.
+"""
+import concurrent.futures
+import os
+import shutil
+import time
+
+import pytest
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _etcd, _rollout, _state
+from conftest import REPO, lab_spec, running_lab
+
+LAB = lab_spec("sl", hosts=4, etcd=True)
+
+STACK = """
+cluster: {cluster}
+services:
+  app:
+    image: local/busybox:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; sleep 2147483647 & wait"]
+    env: {{VERSION: "{version}"}}
+    network_mode: none
+deploy:
+  app: {{count: {count}, max_per_host: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def slicing_lab(tmp_path_factory):
+    with running_lab(**LAB) as lab:
+        inventory = tmp_path_factory.mktemp("inventory")
+        os.symlink(lab.inventory_path, str(inventory / "hosts.yml"))
+        shutil.copytree(os.path.join(REPO, "inventories", "lab", "group_vars"), str(inventory / "group_vars"))
+        (inventory / "host_vars").mkdir()
+        yield lab, str(inventory)
+
+
+def stack_file(tmp_path, cluster, version="1", count=4):
+    path = tmp_path / ("%s.yml" % cluster)
+    path.write_text(STACK.format(cluster=cluster, version=version, count=count))
+    return str(path)
+
+
+def client(lab):
+    return _etcd.EtcdClient(lab.etcd_endpoints, ca_cert=lab.ca_cert, client_cert=lab.client_cert, client_key=lab.client_key)
+
+
+def _seconds(stamp):
+    """Docker's RFC 3339 time with up to 9 fractional digits (trailing zeros dropped) as comparable seconds."""
+    whole, _dot, fraction = stamp.rstrip("Z").partition(".")
+    return time.mktime(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) + float("0." + (fraction or "0"))
+
+
+def running(lab, cluster):
+    """[(container name, host, created, started)] of the cluster's containers, over every lab host."""
+    found = []
+    for index, host in enumerate(lab.hosts, start=1):
+        for container in lab.docker_client(index).containers.list(all=True, filters={"label": "io.stackfleet.cluster=%s" % cluster}):
+            found.append((container.name, host.name, _seconds(container.attrs["Created"]),
+                          _seconds(container.attrs["State"]["StartedAt"])))
+    return found
+
+
+def where(lab, cluster):
+    """container name -> host; a name on two hosts fails (an old copy left behind)."""
+    found = running(lab, cluster)
+    names = [name for name, _host, _created, _started in found]
+    assert len(names) == len(set(names)), found
+    return {name: host for name, host, _created, _started in found}
+
+
+def plan(run_playbook, inventory, stack, **extra):
+    started = time.monotonic()
+    run = run_playbook("playbooks/rollout_plan.yml", inventory, extra_vars=dict(stackfleet_stack_file=stack, **extra))
+    return run, time.monotonic() - started
+
+
+def converge(run_playbook, inventory, stack, revision, limit=None, **extra):
+    extra_vars = dict(stackfleet_stack_file=stack, **extra)
+    if revision is not None:
+        extra_vars["stackfleet_plan_revision"] = revision
+    started = time.monotonic()
+    run = run_playbook("playbooks/rollout_converge.yml", inventory, extra_vars=extra_vars,
+                       args=("--limit", ",".join(limit)) if limit else ())
+    return run, time.monotonic() - started
+
+
+def concurrently(run_playbook, inventory, stack, revision, halves):
+    """Both slices at once; [(run, seconds)] in the order of `halves`."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(halves)) as pool:
+        futures = [pool.submit(converge, run_playbook, inventory, stack, revision, half) for half in halves]
+        return [future.result() for future in futures]
+
+
+def expected(record, cluster):
+    return {"%s.%s.app" % (cluster, key): host for key, host in record.placement.items()}
+
+
+def test_two_concurrent_slices_converge_the_recorded_plan(slicing_lab, run_playbook, tmp_path):
+    lab, inventory = slicing_lab
+    names = [h.name for h in lab.hosts]
+    halves = [names[:2], names[2:]]
+    stack = stack_file(tmp_path, "sla")
+    run, plan_seconds = plan(run_playbook, inventory, stack)
+    assert run.rc == 0, run.stdout[-4000:]
+    record = _state.read_record(client(lab), "sla")
+    assert _state.read_lock(client(lab), "sla").holder.startswith("rollout-")  # kept for the workflow
+
+    slices = concurrently(run_playbook, inventory, stack, record.revision, halves)
+    for (run, _seconds), half in zip(slices, halves, strict=True):
+        assert run.rc == 0, run.stdout[-4000:]
+        assert sorted(h for h in run.recap if h != "localhost") == half  # each slice touched only its hosts
+    assert where(lab, "sla") == expected(record, "sla")  # everything where the plan job put it
+    assert _state.read_record(client(lab), "sla").revision == record.revision  # no slice re-planned
+    print("\nplan job %.1f s, slices %.1f s and %.1f s (concurrent)" % (plan_seconds, slices[0][1], slices[1][1]))
+
+    again = concurrently(run_playbook, inventory, stack, record.revision, halves)
+    for run, _seconds in again:
+        assert run.rc == 0, run.stdout[-4000:]
+        assert {h: c["changed"] for h, c in run.recap.items()} == {h: 0 for h in run.recap}, run.stdout[-3000:]
+
+    finish, _seconds = converge(run_playbook, inventory, stack, record.revision, stackfleet_rollout_finish=True)
+    assert finish.rc == 0, finish.stdout[-4000:]
+    assert _state.read_lock(client(lab), "sla") is None  # the finishing run released it
+
+    # An image/env change: phase 2 replaces on one host at a time across both slices (the <cluster>.replace lock):
+    # every replacement is created only after the previous one started, whichever slice it belongs to.
+    changed = stack_file(tmp_path, "sla", version="2")
+    run, _seconds = plan(run_playbook, inventory, changed)
+    assert run.rc == 0, run.stdout[-4000:]
+    revision = _state.read_record(client(lab), "sla").revision
+    for run, _seconds in concurrently(run_playbook, inventory, changed, revision, halves):
+        assert run.rc == 0, run.stdout[-4000:]
+    replaced = sorted(running(lab, "sla"), key=lambda found: found[2])
+    assert len(replaced) == 4 and len({host for _n, host, _c, _s in replaced}) == 4
+    for (_n1, _h1, _created, started), (_n2, _h2, created_next, _started) in zip(replaced, replaced[1:], strict=False):
+        assert created_next >= started, replaced  # never two hosts replacing at once
+    assert where(lab, "sla") == expected(_state.read_record(client(lab), "sla"), "sla")
+
+
+def test_a_stale_or_missing_plan_fails_and_changes_nothing(slicing_lab, run_playbook, tmp_path):
+    lab, inventory = slicing_lab
+    names = [h.name for h in lab.hosts]
+    stack = stack_file(tmp_path, "slb")
+
+    # No plan job ever ran for this cluster.
+    run, _seconds = converge(run_playbook, inventory, stack, 1, names[:2])
+    assert run.rc != 0
+    assert "cluster 'slb' has no recorded rollout" in run.stdout and "rollout_plan.yml" in run.stdout, run.stdout[-3000:]
+    assert running(lab, "slb") == []
+
+    run, _seconds = plan(run_playbook, inventory, stack)
+    assert run.rc == 0, run.stdout[-4000:]
+    first = _state.read_record(client(lab), "slb").revision
+    # Someone re-planned (a new plan job taking the unfinished rollout over, scaled to 2).
+    run, _seconds = plan(run_playbook, inventory, stack_file(tmp_path, "slb", count=2), stackfleet_rollout_takeover=True)
+    assert run.rc == 0, run.stdout[-4000:]
+    second = _state.read_record(client(lab), "slb").revision
+    assert second > first
+
+    run, _seconds = converge(run_playbook, inventory, stack, first, names[:2])
+    assert run.rc != 0
+    assert "given plan revision %d but the placement record is at revision %d" % (first, second) in run.stdout, run.stdout[-3000:]
+    assert "nothing was changed" in run.stdout
+    run, _seconds = converge(run_playbook, inventory, stack, None, names[2:])  # no revision at all
+    assert run.rc != 0 and "no stackfleet_plan_revision was given" in run.stdout, run.stdout[-3000:]
+    assert running(lab, "slb") == []
+
+    # A plain site.yml meanwhile waits for the rollout's lock and names it.
+    site = run_playbook("playbooks/site.yml", inventory, extra_vars={
+        "stackfleet_stack_file": stack, "stackfleet_manage_docker": False, "stackfleet_manage_etcd": False,
+        "stack_lock_wait_timeout": 0})
+    assert site.rc != 0 and "is held by rollout-" in site.stdout, site.stdout[-3000:]
+    assert running(lab, "slb") == []
+    lock = _state.read_lock(client(lab), "slb")
+    _state.release_lock(client(lab), "slb", lock.holder)
+
+
+def test_a_move_across_slices_keeps_the_old_copy_until_the_new_host_reported(slicing_lab, run_playbook, tmp_path):
+    lab, inventory = slicing_lab
+    names = [h.name for h in lab.hosts]
+    stack = stack_file(tmp_path, "slc", count=2)
+    run, _seconds = plan(run_playbook, inventory, stack)
+    assert run.rc == 0, run.stdout[-4000:]
+    revision = _state.read_record(client(lab), "slc").revision
+    finish, _seconds = converge(run_playbook, inventory, stack, revision, stackfleet_rollout_finish=True)  # unsliced
+    assert finish.rc == 0, finish.stdout[-4000:]
+
+    # Drain the host of app-1: the next plan moves it.
+    old_host = _state.read_record(client(lab), "slc").placement["app-1"]
+    drain = os.path.join(inventory, "host_vars", old_host + ".yml")
+    with open(drain, "w") as handle:
+        handle.write("stackfleet_drain: true\n")
+    try:
+        run, _seconds = plan(run_playbook, inventory, stack)
+    finally:
+        os.remove(drain)
+    assert run.rc == 0, run.stdout[-4000:]
+    record = _state.read_record(client(lab), "slc")
+    new_host = record.placement["app-1"]
+    assert new_host != old_host
+    first_half = [old_host] + [h for h in names if h not in (old_host, new_host)][:1]
+    second_half = [h for h in names if h not in first_half]
+
+    # The old host's slice first: the new host has not reported, so the old copy stays.
+    run, _seconds = converge(run_playbook, inventory, stack, record.revision, first_half)
+    assert run.rc == 0, run.stdout[-4000:]
+    assert where(lab, "slc")["slc.app-1.app"] == old_host
+    assert "kept until their new host reports converged" in run.stdout
+    # The new host's slice: app-1 runs there now; it cannot touch the old host's copy.
+    run, _seconds = converge(run_playbook, inventory, stack, record.revision, second_half)
+    assert run.rc == 0, run.stdout[-4000:]
+    on_hosts = [host for name, host, _c, _s in running(lab, "slc") if name == "slc.app-1.app"]
+    assert sorted(on_hosts) == sorted([old_host, new_host]), on_hosts
+    assert _rollout.not_converged(record.placement, _rollout.read_rollout(client(lab), "slc")[1], record.revision) == []
+    # The finishing run removes it, the new host having reported, and releases the lock.
+    finish, _seconds = converge(run_playbook, inventory, stack, record.revision, stackfleet_rollout_finish=True)
+    assert finish.rc == 0, finish.stdout[-4000:]
+    assert where(lab, "slc") == expected(record, "slc")
+    assert _state.read_lock(client(lab), "slc") is None
