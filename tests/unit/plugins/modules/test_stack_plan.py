@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _spec
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _plan_documents, _spec
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
@@ -140,3 +140,17 @@ def test_a_double_quoted_string_in_a_constraint_is_a_warning_and_no_host_matches
     stack["deploy"]["db"]["constraint"] = "labels.disk == 'ssd'"
     fixed = run_module({"stack": stack, "hosts": hosts})
     assert not fixed.get("failed") and not fixed.get("warnings") and fixed["placement"] == {"db-1": "a"}
+
+
+def test_compact_documents_expand_to_the_full_ones(first):
+    compact = run_module({"stack_file": STACK, "hosts": HOSTS, "documents": "compact"})
+    assert not compact.get("failed"), compact.get("msg")
+    assert compact["placement"] == first["placement"] and compact["templates"]
+    assert _plan_documents.expand_all(compact["containers"], compact["templates"]) == first["containers"]
+
+
+def test_bad_options_fail_before_planning():
+    result = run_module({"stack_file": STACK, "hosts": HOSTS, "documents": "tiny"})
+    assert result["failed"] and "documents" in result["msg"] and "full, compact" in result["msg"]
+    result = run_module({"hosts": HOSTS})
+    assert result["failed"] and "stack_file, stack" in result["msg"]
