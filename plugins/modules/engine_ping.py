@@ -19,7 +19,7 @@ description:
     authentication together.
   - Until it answers, it tries again every second for at most O(wait) seconds (an engine that was just restarted). An
     engine that answers at once costs one request.
-  - Runs in the controller's task process (an action plugin): nothing is sent to or started on the host, and the CA
+  - Runs in the controller's task process (an action plugin), so nothing is sent to or started on the host, and the CA
     is given as PEM text, so no temporary file is written.
   - The P(stackfleet.cluster.docker_host#role) role checks every engine it prepares with it.
 author:
