@@ -25,6 +25,8 @@ description:
   - V(finished) releases the rollout's lock once every planned host reported, and fails naming the others otherwise.
   - V(abandoned) releases a rollout's lock whatever the hosts reported (an operator giving up a rollout, or a new plan
     job taking over with C(stackfleet_rollout_takeover)). It never releases a lock that is not a rollout's.
+author:
+  - stackfleet maintainers (@stackfleet)
 extends_documentation_fragment:
   - stackfleet.cluster.etcd
   - stackfleet.cluster.attributes
