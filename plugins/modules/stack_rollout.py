@@ -213,7 +213,11 @@ def planned(module, client, text):
     given = _spec.load_hosts(p["hosts"], source="hosts")
     hosts = {h.name: (h.address or "") for h in given}
     unavailable = sorted(set(record.placement.values()) - set(hosts))
-    containers = _render(spec, record, hosts, unavailable)
+    containers = _desired.render(spec, record.placement, given, record.ports, unavailable=unavailable)
+    # A slice has only the recorded addresses: what it renders from them must be what the full host documents give.
+    if _render(spec, record, hosts, unavailable) != containers:
+        raise _rollout.RolloutError("the containers rendered from the recorded host addresses differ from those of the full host "
+                                    "documents: this stack file cannot be converged in slices; not recording the rollout")
     rollout = _rollout.Rollout(record.revision, _rollout.spec_hash(text, scale), scale, hosts, unavailable, holder,
                                {h: _rollout.containers_digest(docs) for h, docs in containers.items() if h in hosts},
                                planned_by=run_identity())
