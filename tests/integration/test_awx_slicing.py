@@ -222,3 +222,50 @@ def test_a_move_across_slices_keeps_the_old_copy_until_the_new_host_reported(sli
     assert finish.rc == 0, finish.stdout[-4000:]
     assert where(lab, "slc") == expected(record, "slc")
     assert _state.read_lock(client(lab), "slc") is None
+
+
+def test_slices_as_awx_runs_them(slicing_lab, tmp_path):
+    """The workflow through ansible-runner, AWX's engine: etcd only through the stackfleet etcd credential's
+    environment (no stackfleet_etcd_* variables), one JOB_ID per job, and the plan job's set_stats artifact
+    passed to the slices as their extra variables, as an AWX workflow passes it."""
+    import ansible_runner
+    import yaml
+
+    lab, _inventory = slicing_lab
+    names = [h.name for h in lab.hosts]
+    with open(lab.inventory_path) as handle:
+        inventory = yaml.safe_load(handle)
+    for name in [k for k in inventory["all"]["vars"] if k.startswith("stackfleet_etcd_")]:
+        del inventory["all"]["vars"][name]
+    inventory["all"]["vars"]["stackfleet_stack_file"] = stack_file(tmp_path, "sld")
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory))
+    credential = {"ETCDCTL_ENDPOINTS": ",".join(lab.etcd_endpoints), "ETCDCTL_CACERT": lab.ca_cert, "ETCDCTL_CERT": lab.client_cert,
+                  "ETCDCTL_KEY": lab.client_key}
+
+    def job(job_id, playbook, extravars, limit=None):
+        (tmp_path / ("job-%d" % job_id)).mkdir()
+        run = ansible_runner.run(private_data_dir=str(tmp_path / ("job-%d" % job_id)), project_dir=REPO, playbook=playbook,
+                                 inventory=str(tmp_path / "inventory.yml"), extravars=extravars, limit=limit, quiet=True,
+                                 envvars=dict(credential, JOB_ID=str(job_id), ANSIBLE_NOCOLOR="1"))
+        stats = [e["event_data"] for e in run.events if e["event"] == "playbook_on_stats"]
+        return run, (stats[0].get("artifact_data") or {}) if stats else {}
+
+    run, artifacts = job(101, "playbooks/rollout_plan.yml", {})
+    assert run.rc == 0, run.stdout.read()[-4000:]
+    revision = artifacts["stackfleet_plan_revision"]
+    assert revision == _state.read_record(client(lab), "sld").revision
+    assert artifacts["stackfleet_rollout_result"]["holder"] == _state.read_lock(client(lab), "sld").holder
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        slices = list(pool.map(lambda args: job(*args), [(102, "playbooks/rollout_converge.yml", artifacts, ",".join(names[:2])),
+                                                         (103, "playbooks/rollout_converge.yml", artifacts, ",".join(names[2:]))]))
+    for (run, result), half in zip(slices, [names[:2], names[2:]], strict=True):
+        assert run.rc == 0, run.stdout.read()[-4000:]
+        assert result["stackfleet_slice_result"]["hosts"] == sorted(half) and result["stackfleet_slice_result"]["revision"] == revision
+    rollout, converged = _rollout.read_rollout(client(lab), "sld")
+    assert rollout.planned_by == "awx-job-101" and converged == {name: revision for name in names}
+    assert where(lab, "sld") == expected(_state.read_record(client(lab), "sld"), "sld")
+
+    run, _artifacts = job(104, "playbooks/rollout_converge.yml", dict(artifacts, stackfleet_rollout_finish=True))
+    assert run.rc == 0, run.stdout.read()[-4000:]
+    assert _state.read_lock(client(lab), "sld") is None
