@@ -64,6 +64,13 @@ options:
       - With V(planned), the placement just planned and recorded; refused unless the placement record holds exactly it.
     type: dict
     default: {}
+  down_hosts:
+    description:
+      - With V(planned), the hosts left out of the plan because their engine was down. Their slices leave them alone
+        (RV(skipped)) instead of refusing them as hosts the plan does not know.
+    type: list
+    elements: str
+    default: []
   holder:
     description:
       - With V(planned), the holder of the cluster's lock that the rollout keeps for the whole workflow (it starts with
@@ -196,7 +203,8 @@ def _spec_for(module, text, scale):
 def _render(spec, record, hosts, unavailable):
     """Every host's containers from the recorded placement and ports; `hosts` maps name to address."""
     documents = [_model.Host(name=name, labels={}, capacity=None, address=address or None) for name, address in sorted(hosts.items())]
-    return _desired.render(spec, record.placement, documents, record.ports, unavailable=unavailable)
+    placed = set(record.placement.values())
+    return _desired.render(spec, record.placement, documents, record.ports, unavailable=sorted(set(unavailable) & placed))
 
 
 def planned(module, client, text):
@@ -212,8 +220,9 @@ def planned(module, client, text):
                          "the rollout" % (spec.cluster, "no record" if record is None else "revision %d" % record.revision))
     given = _spec.load_hosts(p["hosts"], source="hosts")
     hosts = {h.name: (h.address or "") for h in given}
-    unavailable = sorted(set(record.placement.values()) - set(hosts))
-    containers = _desired.render(spec, record.placement, given, record.ports, unavailable=unavailable)
+    held_on = sorted(set(record.placement.values()) - set(hosts))  # down hosts where held instances stay
+    unavailable = sorted(set(held_on) | {str(h) for h in p["down_hosts"]} - set(hosts))
+    containers = _desired.render(spec, record.placement, given, record.ports, unavailable=held_on)
     # A slice has only the recorded addresses: what it renders from them must be what the full host documents give.
     if _render(spec, record, hosts, unavailable) != containers:
         raise _rollout.RolloutError("the containers rendered from the recorded host addresses differ from those of the full host "
@@ -295,6 +304,7 @@ def main() -> None:
         scale=dict(type="dict", default={}),
         placement=dict(type="dict", default={}),
         holder=dict(type="str"),
+        down_hosts=dict(type="list", elements="str", default=[]),
         expected_revision=dict(type="int"),
     )
     argument_spec.update(CONNECTION_ARGSPEC)
