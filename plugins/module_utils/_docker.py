@@ -656,11 +656,12 @@ class Engine:
         up_since: t.Dict[str, t.Tuple[str, float]] = {}  # cid -> (StartedAt, when first seen running)
         deadline = time.monotonic() + timeout
         while pending:
-            for cid, name in list(pending.items()):
-                try:
-                    state = self.state(cid)
-                except EngineError as exc:
-                    errors[name] = str(exc)
+            # One round reads every pending container's state at once (a batch of 25 read one by one took
+            # longer than the 0.2 s between rounds on a loaded engine).
+            for cid, state, error in each(self.state, list(pending)):
+                name = pending[cid]
+                if error is not None:
+                    errors[name] = str(error)
                     del pending[cid]
                     continue
                 problem = self._wait_problem(cid, state, wait, up_since)
