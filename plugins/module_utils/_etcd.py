@@ -509,20 +509,29 @@ class EtcdClient:
 
     # -- key/value
 
-    def range(self, key: t.Union[str, bytes], prefix: bool = False, serializable: bool = False
-              ) -> t.Tuple[int, t.List[KeyValue]]:
-        """(store revision, key-values) of `key` (or every key under it with prefix)."""
+    def range(self, key: t.Union[str, bytes], prefix: bool = False, serializable: bool = False,
+              revision: int = 0, keys_only: bool = False) -> t.Tuple[int, t.List[KeyValue]]:
+        """(store revision, key-values) of `key` (or every key under it with prefix).
+
+        `revision` reads the store as it was at that revision (0: now); etcd answers
+        "required revision has been compacted" once compaction passed it. `keys_only`
+        leaves the values out.
+        """
         raw_key = key.encode("utf-8") if isinstance(key, str) else key
         body: t.Dict[str, t.Any] = {"key": b64(raw_key)}
         if prefix:
             body["range_end"] = b64(prefix_range_end(raw_key))
         if serializable:
             body["serializable"] = True
+        if revision:
+            body["revision"] = str(int(revision))
+        if keys_only:
+            body["keys_only"] = True
         raw = self.request("/kv/range", body)
         return id_from_json(raw.get("header", {}).get("revision")), [KeyValue.from_json(kv) for kv in raw.get("kvs", ())]
 
-    def get(self, key: t.Union[str, bytes]) -> t.Tuple[int, t.Optional[KeyValue]]:
-        revision, kvs = self.range(key)
+    def get(self, key: t.Union[str, bytes], revision: int = 0) -> t.Tuple[int, t.Optional[KeyValue]]:
+        revision, kvs = self.range(key, revision=revision)
         return revision, (kvs[0] if kvs else None)
 
     def put(self, key: t.Union[str, bytes], value: t.Union[str, bytes], lease: int = 0) -> int:

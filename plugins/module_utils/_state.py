@@ -6,6 +6,10 @@
 Key layout (documented in docs/etcd.md; other tools may read it):
 
     /stackfleet/<cluster>/placement   JSON {placement, spec_hash, updated_at, updated_by[, ports]}
+                                      or, for a record over SHARD_THRESHOLD bytes (0.5), a manifest
+                                      JSON {sharded: 1, chunks: [sha256, ...], bytes, sha256, spec_hash,
+                                      updated_at, updated_by, placement: "<marker>"}
+    /stackfleet/<cluster>/placement/chunks/<sha256>   one piece of a sharded record's JSON
     /stackfleet/<cluster>/lock        JSON {holder, since, lease_id, ttl}, attached to a lease
 
 Everything read back is data someone else wrote: it is parsed defensively and
@@ -16,6 +20,7 @@ untrusted.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import re
@@ -35,7 +40,23 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import (
 
 KEY_ROOT = "/stackfleet/"
 PLACEMENT_KEY = "placement"
+CHUNKS_SEGMENT = "placement/chunks/"
 LOCK_KEY = "lock"
+
+#: A record whose JSON is larger than this many bytes is sharded. etcd refuses any request over
+#: its --max-request-bytes (1.5 MiB by default); 1 MiB leaves room for the key and the request.
+SHARD_THRESHOLD = 1024 * 1024
+#: The shard format this code writes (the manifest's "sharded" field) and the newest it reads.
+SHARD_FORMAT = 1
+#: At most this many chunks (100 MiB of JSON at 1 MiB each): the manifest's compare-and-swap
+#: checks that every chunk exists, and etcd allows 128 operations per txn (--max-txn-ops).
+MAX_CHUNKS = 100
+#: What a manifest's "placement" holds: readers before 0.5 fail on it ("placement must be a
+#: mapping") instead of reading a sharded record as an empty placement.
+SHARDED_MARKER = "sharded record: read it with stackfleet.cluster 0.5 or later (docs/etcd.md)"
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_WRITE_ATTEMPTS = 3
+_DELETE_BATCH = 100  # keys per txn when collecting unreferenced chunks (etcd: 128 ops per txn)
 
 # Cluster names become one path segment of a key: no "/", nothing invisible.
 _CLUSTER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -78,6 +99,19 @@ class PlacementRecord(t.NamedTuple):
     #: 0.4: placement key -> service -> [{container_port, protocol, host_ip, host_port}] (stack_plan's
     #: `ports`), so the next plan keeps the dynamic host ports; {} in records written before 0.4.
     ports: t.Dict[str, t.Dict[str, t.List[t.Dict[str, t.Any]]]] = {}
+    #: 0.5: how many chunk keys the record is stored in; 0 = the one-key format.
+    chunks: int = 0
+
+
+class ShardManifest(t.NamedTuple):
+    """What the placement key holds when the record is sharded (docs/etcd.md, "Sharded records")."""
+    chunks: t.List[str]  # sha256 of each piece, in order
+    size: int  # bytes of the whole record's JSON
+    sha256: str  # of the whole record's JSON
+    spec_hash: str
+    updated_at: str
+    updated_by: str
+    revision: int  # the placement key's mod_revision
 
 
 class LockRecord(t.NamedTuple):
@@ -104,6 +138,14 @@ def cluster_prefix(cluster: str) -> str:
 
 def placement_key(cluster: str) -> str:
     return cluster_prefix(cluster) + PLACEMENT_KEY
+
+
+def chunk_prefix(cluster: str) -> str:
+    return cluster_prefix(cluster) + CHUNKS_SEGMENT
+
+
+def chunk_key(cluster: str, chunk_id: str) -> str:
+    return chunk_prefix(cluster) + chunk_id
 
 
 def lock_key(cluster: str) -> str:
@@ -155,17 +197,118 @@ def check_ports(ports: t.Any) -> t.Dict[str, t.Dict[str, t.List[t.Dict[str, t.An
     return result
 
 
-def decode_placement(raw: bytes, revision: int) -> PlacementRecord:
+def _load_object(raw: bytes, revision: int) -> t.Dict[str, t.Any]:
     try:
         doc = json.loads(raw.decode("utf-8"))
         if not isinstance(doc, dict):
             raise ValueError("not an object")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise StateError("the placement record at revision %d is not valid stackfleet JSON: %s" % (revision, err))
+    return doc
+
+
+def _record_from_doc(doc: t.Mapping[str, t.Any], revision: int, chunks: int = 0) -> PlacementRecord:
+    try:
         placement = check_placement(doc.get("placement") or {})
         ports = check_ports(doc.get("ports"))  # absent in records written before 0.4
-    except (ValueError, UnicodeDecodeError, StateError) as err:
+    except StateError as err:
         raise StateError("the placement record at revision %d is not valid stackfleet JSON: %s" % (revision, err))
     return PlacementRecord(placement, revision, str(doc.get("spec_hash") or ""),
-                           str(doc.get("updated_at") or ""), str(doc.get("updated_by") or ""), ports)
+                           str(doc.get("updated_at") or ""), str(doc.get("updated_by") or ""), ports, chunks)
+
+
+def decode_placement(raw: bytes, revision: int) -> PlacementRecord:
+    """A one-key record (the format of every record up to 1 MiB)."""
+    return _record_from_doc(_load_object(raw, revision), revision)
+
+
+def _manifest_from_doc(doc: t.Mapping[str, t.Any], revision: int) -> ShardManifest:
+    where = "the placement manifest at revision %d" % revision
+    version = doc.get("sharded")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise StateError("%s: sharded must be a format number, got %r" % (where, version))
+    if version > SHARD_FORMAT:
+        raise StateError("%s has shard format %d; this stackfleet reads up to %d: upgrade the collection"
+                         % (where, version, SHARD_FORMAT))
+    chunks = doc.get("chunks")
+    if not isinstance(chunks, list) or not chunks or not all(isinstance(c, str) and _SHA256_RE.fullmatch(c) for c in chunks):
+        raise StateError("%s: chunks must be a non-empty list of sha256 hex digests, got %r" % (where, chunks))
+    size, digest = doc.get("bytes"), doc.get("sha256")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise StateError("%s: bytes must be a positive integer, got %r" % (where, size))
+    if not isinstance(digest, str) or not _SHA256_RE.fullmatch(digest):
+        raise StateError("%s: sha256 must be a sha256 hex digest, got %r" % (where, digest))
+    return ShardManifest(list(chunks), size, digest, str(doc.get("spec_hash") or ""), str(doc.get("updated_at") or ""),
+                         str(doc.get("updated_by") or ""), revision)
+
+
+def decode_stored(raw: bytes, revision: int) -> t.Union[PlacementRecord, ShardManifest]:
+    """What the placement key holds: a whole record (one-key format) or a shard manifest."""
+    doc = _load_object(raw, revision)
+    if "sharded" in doc:
+        return _manifest_from_doc(doc, revision)
+    return _record_from_doc(doc, revision)
+
+
+def split_chunks(data: bytes, chunk_bytes: int = SHARD_THRESHOLD) -> t.List[t.Tuple[str, bytes]]:
+    """`data` cut into pieces of at most `chunk_bytes`, each with its sha256 (its chunk id)."""
+    if chunk_bytes < 1:
+        raise StateError("chunk size must be positive, got %r" % (chunk_bytes,))
+    return [(hashlib.sha256(data[i:i + chunk_bytes]).hexdigest(), data[i:i + chunk_bytes])
+            for i in range(0, len(data), chunk_bytes)]
+
+
+def encode_manifest(chunk_ids: t.Sequence[str], data: bytes, spec_hash: str, updated_at: str, updated_by: str) -> str:
+    doc = {"sharded": SHARD_FORMAT, "chunks": list(chunk_ids), "bytes": len(data),
+           "sha256": hashlib.sha256(data).hexdigest(), "spec_hash": spec_hash, "updated_at": updated_at,
+           "updated_by": updated_by, "placement": SHARDED_MARKER}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def encode_record(placement: t.Mapping[str, str], spec_hash: str, updated_at: str, updated_by: str,
+                  ports: t.Optional[t.Mapping[str, t.Any]] = None, shard_threshold: int = SHARD_THRESHOLD
+                  ) -> t.Tuple[str, t.List[t.Tuple[str, bytes]]]:
+    """(value of the placement key, chunks to write first as [(sha256, bytes)]).
+
+    Up to `shard_threshold` bytes: the one-key JSON of encode_placement, byte for byte, and no
+    chunks. Above: that same JSON cut into chunks of `shard_threshold` bytes and a manifest.
+    """
+    value = encode_placement(placement, spec_hash, updated_at, updated_by, ports)
+    data = value.encode("utf-8")
+    if len(data) <= shard_threshold:
+        return value, []
+    chunks = split_chunks(data, shard_threshold)
+    if len(chunks) > MAX_CHUNKS:
+        raise StateError("the placement record is %d bytes: %d chunks of %d bytes, more than the %d a compare-and-swap "
+                         "can check" % (len(data), len(chunks), shard_threshold, MAX_CHUNKS))
+    return encode_manifest([cid for cid, _piece in chunks], data, spec_hash, updated_at, updated_by), chunks
+
+
+def join_chunks(manifest: ShardManifest, pieces: t.Mapping[str, t.Optional[bytes]]) -> PlacementRecord:
+    """The record a manifest describes, from its chunks' values (None: the chunk key is missing).
+
+    Every piece must hash to its id and the whole to the manifest's sha256 and size; the
+    record's spec_hash and updated_at/by must be the manifest's.
+    """
+    where = "the placement record at revision %d" % manifest.revision
+    parts = []
+    for index, chunk_id in enumerate(manifest.chunks):
+        piece = pieces.get(chunk_id)
+        if piece is None:
+            raise StateError("%s: chunk %d (%s) is missing" % (where, index, chunk_id))
+        if hashlib.sha256(piece).hexdigest() != chunk_id:
+            raise StateError("%s: chunk %d (%s) does not match its sha256" % (where, index, chunk_id))
+        parts.append(piece)
+    data = b"".join(parts)
+    if len(data) != manifest.size or hashlib.sha256(data).hexdigest() != manifest.sha256:
+        raise StateError("%s: its %d chunks make %d bytes with another sha256 than the manifest's (%d bytes, %s)"
+                         % (where, len(parts), len(data), manifest.size, manifest.sha256))
+    record = _record_from_doc(_load_object(data, manifest.revision), manifest.revision, len(manifest.chunks))
+    if (record.spec_hash, record.updated_at, record.updated_by) != (manifest.spec_hash, manifest.updated_at, manifest.updated_by):
+        raise StateError("%s: its chunks name spec_hash/updated_at/updated_by %r, the manifest %r"
+                         % (where, (record.spec_hash, record.updated_at, record.updated_by),
+                            (manifest.spec_hash, manifest.updated_at, manifest.updated_by)))
+    return record
 
 
 def encode_placement(placement: t.Mapping[str, str], spec_hash: str, updated_at: str, updated_by: str,
@@ -178,9 +321,63 @@ def encode_placement(placement: t.Mapping[str, str], spec_hash: str, updated_at:
 
 
 def read_record(client: EtcdClient, cluster: str) -> t.Optional[PlacementRecord]:
-    """The stored placement record, or None if the cluster has none yet."""
-    kv = client.get(placement_key(cluster))[1]
-    return None if kv is None else decode_placement(kv.value, kv.mod_revision)
+    """The stored placement record, or None if the cluster has none yet.
+
+    A sharded record's chunks are read at the store revision the manifest was read at, so
+    the record is the one the manifest names even while another writer replaces it.
+    """
+    key = placement_key(cluster)
+    attempt = 0
+    while True:
+        attempt += 1
+        store_revision, kv = client.get(key)
+        if kv is None:
+            return None
+        stored = decode_stored(kv.value, kv.mod_revision)
+        if isinstance(stored, PlacementRecord):
+            return stored
+        try:
+            pieces = {chunk_id: _chunk_value(client.get(chunk_key(cluster, chunk_id), revision=store_revision)[1])
+                      for chunk_id in dict.fromkeys(stored.chunks)}
+        except EtcdError as err:
+            if "compacted" in err.message and attempt < _WRITE_ATTEMPTS:
+                continue  # etcd compacted past our read: read the manifest again
+            raise
+        return join_chunks(stored, pieces)
+
+
+def _chunk_value(kv: t.Any) -> t.Optional[bytes]:
+    return None if kv is None else kv.value
+
+
+def collect_garbage(client: EtcdClient, cluster: str) -> int:
+    """Delete the chunk keys the current manifest does not name; returns how many went.
+
+    Each delete is guarded by the placement key's mod_revision, so a manifest written in the
+    meantime stops it. A writer whose fresh chunks go this way finds them missing in its own
+    compare-and-swap and writes them again. A placement key that cannot be read keeps all.
+    """
+    key = placement_key(cluster)
+    kv = client.get(key)[1]
+    guard = kv.mod_revision if kv is not None else 0
+    referenced: t.Set[str] = set()
+    if kv is not None:
+        try:
+            stored = decode_stored(kv.value, kv.mod_revision)
+        except StateError:
+            return 0
+        if isinstance(stored, ShardManifest):
+            referenced = set(stored.chunks)
+    prefix = chunk_prefix(cluster)
+    stale = [item.key.decode("utf-8", "replace") for item in client.range(prefix, prefix=True, keys_only=True)[1]]
+    stale = [name for name in stale if name[len(prefix):] not in referenced]
+    deleted = 0
+    for start in range(0, len(stale), _DELETE_BATCH):
+        batch = stale[start:start + _DELETE_BATCH]
+        if not client.txn([txn_compare(key, "MOD", guard)], [txn_delete(name) for name in batch])[0]:
+            break  # a new manifest: its writer collects
+        deleted += len(batch)
+    return deleted
 
 
 def record_result(cluster: str, record: t.Optional[PlacementRecord]) -> t.Dict[str, t.Any]:
@@ -199,9 +396,15 @@ def read_placement(client: EtcdClient, cluster: str) -> t.Tuple[t.Dict[str, str]
 
 def write_placement(client: EtcdClient, cluster: str, placement: t.Mapping[str, str],
                     expected_revision: t.Optional[int] = None, spec_hash: str = "", updated_by: str = "",
-                    check_mode: bool = False, ports: t.Optional[t.Mapping[str, t.Any]] = None
+                    check_mode: bool = False, ports: t.Optional[t.Mapping[str, t.Any]] = None,
+                    shard_threshold: int = SHARD_THRESHOLD
                     ) -> t.Tuple[PlacementRecord, t.Optional[PlacementRecord], bool]:
     """Store `placement` with compare-and-swap; returns (new record, previous record, changed).
+
+    A record over `shard_threshold` bytes is sharded (encode_record): its chunks are written
+    first, then the manifest with the same compare-and-swap (which also checks that every chunk
+    it names exists); the previous record's chunks are deleted only after that. A write
+    interrupted before the manifest leaves the previous record as it was.
 
     `expected_revision` (0 = "must not exist yet") makes the write optimistic:
     RevisionConflict if the stored revision differs. Without it the write still
@@ -218,14 +421,33 @@ def write_placement(client: EtcdClient, cluster: str, placement: t.Mapping[str, 
     if previous and previous.placement == placement and previous.spec_hash == (spec_hash or "") and previous.ports == ports:
         return previous, previous, False
     updated_at = utc_now()
+    value, chunks = encode_record(placement, spec_hash or "", updated_at, updated_by, ports, shard_threshold)
     if check_mode:
-        return PlacementRecord(placement, current_rev, spec_hash or "", updated_at, updated_by, ports), previous, True
-    value = encode_placement(placement, spec_hash or "", updated_at, updated_by, ports)
-    ok, revision, responses = client.txn([txn_compare(key, "MOD", current_rev)], [txn_put(key, value)], [txn_range(key)])
-    if not ok:
+        return (PlacementRecord(placement, current_rev, spec_hash or "", updated_at, updated_by, ports, len(chunks)),
+                previous, True)
+    unique = dict(chunks)  # a piece that occurs twice is one key
+    compare = [txn_compare(key, "MOD", current_rev)]
+    compare += [txn_compare(chunk_key(cluster, chunk_id), "VERSION", 0, "GREATER") for chunk_id in unique]
+    for attempt in range(1, _WRITE_ATTEMPTS + 1):
+        for chunk_id, piece in unique.items():  # chunks first: the manifest only ever names chunks that exist
+            client.put(chunk_key(cluster, chunk_id), piece)
+        ok, revision, responses = client.txn(compare, [txn_put(key, value)], [txn_range(key)])
+        if ok:
+            break
         kvs = txn_range_kvs(responses[0]) if responses else []
-        raise RevisionConflict(cluster, current_rev, kvs[0].mod_revision if kvs else 0)
-    return PlacementRecord(placement, revision, spec_hash or "", updated_at, updated_by, ports), previous, True
+        found = kvs[0].mod_revision if kvs else 0
+        if found != current_rev or attempt == _WRITE_ATTEMPTS:
+            if unique:
+                collect_garbage(client, cluster)  # ours, unless the winner's manifest names the same pieces
+            if found != current_rev:
+                raise RevisionConflict(cluster, current_rev, found)
+            raise StateError("placement of cluster %r: the record's chunks kept disappearing before its manifest could "
+                             "be written (%d attempts); another writer is collecting them" % (cluster, attempt))
+        # the record is unchanged but a chunk went (another writer collected it): write them again
+    record = PlacementRecord(placement, revision, spec_hash or "", updated_at, updated_by, ports, len(chunks))
+    if chunks or (previous is not None and previous.chunks):
+        collect_garbage(client, cluster)  # the old record's chunks, after the new manifest is in
+    return record, previous, True
 
 
 # ---------------------------------------------------------------- lock
