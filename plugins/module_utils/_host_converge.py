@@ -255,7 +255,7 @@ def preflight(cluster: str, hosts: t.Mapping[str, t.Mapping[str, t.Any]], secret
     try:
         check_secrets([doc for host in hosts for doc in hosts[host]["containers"]], secrets)
     except SecretError as exc:
-        return "nothing was changed on any host: %s" % exc
+        return str(exc)
     by_url: t.Dict[str, t.List[str]] = {}
     for host in hosts:
         by_url.setdefault(urls[host], []).append(host)
