@@ -3,6 +3,7 @@
     .venv/bin/python bench/site.py                    # 4, 8 and 16 hosts x 25 containers
     .venv/bin/python bench/site.py --quick            # smoke: 2 hosts x 5 containers, no peer
     .venv/bin/python bench/site.py --hosts 4 --profile  # also the slowest tasks of the no-change run
+    .venv/bin/python bench/site.py --hosts 4,8 --mode both --no-image --no-peer  # per-host plays vs cluster mode
 
 What users run is `site.yml`, not the containers module: for each size it brings up its own lab
 (tests/lab/lab.py, instance `sfs`, TLS dockerd per host; etcd members on the first three hosts,
@@ -14,7 +15,10 @@ bootstrapped by the etcd role as in production) and times real `ansible-playbook
   floor       a playbook that lists each host's containers once with community.docker.docker_host_info
               (the least any tool must do to know a host is right), the same hosts, forks, TLS
 
-and prints seconds per run and per host, and each run's ratio to the floor. At the smallest size
+and prints seconds per run and per host, and each run's ratio to the floor. --mode cluster runs site.yml with
+stackfleet_converge_mode=cluster (one controller task converges every host, issue 11 §2); --mode both runs
+both modes on the same lab, each from empty hosts: engines and etcd are then prepared first by an untimed
+`site.yml --skip-tags stack`, so "first" is the containers' first converge with etcd up, in either mode. At the smallest size
 it also runs the usual peer on the same containers: a community.docker.docker_container loop
 (bench/converge.py's playbook), first and no-change.
 """
@@ -99,9 +103,9 @@ def write_inventory(lab, folder):
     return folder
 
 
-def run(playbook, inventory, extra_vars=None, profile=False):
+def run(playbook, inventory, extra_vars=None, profile=False, args=()):
     """(seconds, changed on all hosts, the slowest tasks when profiling)."""
-    args = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", inventory, playbook]
+    args = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", inventory, playbook] + list(args)
     if extra_vars:
         args += ["-e", json.dumps(extra_vars)]
     env = clean_env(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks") if profile else clean_env()
@@ -125,10 +129,24 @@ def tag_image(lab, source, target):
         lab.docker_client(index).images.get(source).tag(repository, tag)
 
 
-def bench_size(hosts, per_host, repeat, peer, profile, subnet):
+def bench_mode(lab, site, inventory, stacks, mode, repeat, profile, image):
+    """first / no-change / image runs of site.yml in one converge mode, from the hosts as they are."""
+    extra = {"stackfleet_converge_mode": mode}
+    out = {}
+    out["first"] = run(site, inventory, dict(extra, stackfleet_stack_file=stacks["1"]))
+    no_change = [run(site, inventory, dict(extra, stackfleet_stack_file=stacks["1"]), profile=profile and i == 0)
+                 for i in range(max(1, repeat))]
+    out["no-change"] = min(no_change, key=lambda r: r[0])
+    out["no-change runs"] = [r[0] for r in no_change]
+    out["slowest"] = no_change[0][2]
+    out["image"] = run(site, inventory, dict(extra, stackfleet_stack_file=stacks["2"])) if image else (float("nan"), 0, [])
+    return out
+
+
+def bench_size(hosts, per_host, repeat, peer, profile, subnet, modes=("host",), image=True):
     lab = Lab(name=os.environ.get("STACKFLEET_BENCH_LAB", "sfs"), subnet=subnet, hosts=hosts)
     lab.down()
-    out = {"hosts": hosts, "per_host": per_host}
+    out = {"hosts": hosts, "per_host": per_host, "modes": {}}
     try:
         lab.up()
         tag_image(lab, converge.IMAGE, "local/busybox:2")
@@ -144,13 +162,12 @@ def bench_size(hosts, per_host, repeat, peer, profile, subnet):
             with open(floor, "w") as handle:
                 handle.write(FLOOR % {"cluster": CLUSTER})
             site = os.path.join(ROOT, "playbooks", "site.yml")
-            out["first"] = run(site, inventory, {"stackfleet_stack_file": stacks["1"]})
-            no_change = [run(site, inventory, {"stackfleet_stack_file": stacks["1"]}, profile=profile and i == 0)
-                         for i in range(max(1, repeat))]
-            out["no-change"] = min(no_change, key=lambda r: r[0])
-            out["no-change runs"] = [r[0] for r in no_change]
-            out["slowest"] = no_change[0][2]
-            out["image"] = run(site, inventory, {"stackfleet_stack_file": stacks["2"]})
+            if len(modes) > 1:  # every mode's first run from empty hosts with etcd up
+                run(site, inventory, {"stackfleet_stack_file": stacks["1"]}, args=["--skip-tags", "stack"])
+            for mode in modes:
+                if len(modes) > 1:
+                    converge.remove_all(lab)
+                out["modes"][mode] = bench_mode(lab, site, inventory, stacks, mode, repeat, profile, image)
             out["floor"] = min((run(floor, inventory) for _run in range(max(1, repeat))), key=lambda r: r[0])
             running = sum(len(lab.docker_client(i).containers.list(filters={"label": "io.stackfleet.cluster=" + CLUSTER}))
                           for i in range(1, hosts + 1))
@@ -182,34 +199,38 @@ def run_peer(lab, work, per_host):
 def report(results, repeat):
     print("site.yml benchmark: %s, Python %s, %d cores, forks %d, etcd on %d hosts; load average at the end %.1f" % (
         platform.machine(), platform.python_version(), os.cpu_count(), FORKS, min(ETCD_MEMBERS, results[0]["hosts"]), os.getloadavg()[0]))
-    print("%6s %6s | %9s %9s %9s %7s | %8s %8s %8s | %7s %7s" % (
-        "hosts", "ctrs", "first s", "nochg s", "image s", "floor s", "first/h", "nochg/h", "image/h", "nochg/fl", "image/fl"))
+    print("%-7s %6s %6s | %9s %9s %9s %7s | %8s %8s %8s | %7s %7s" % (
+        "mode", "hosts", "ctrs", "first s", "nochg s", "image s", "floor s", "first/h", "nochg/h", "image/h", "nochg/fl", "image/fl"))
     for r in results:
-        hosts, floor = r["hosts"], r["floor"][0]
-        first, nochg, image = r["first"][0], r["no-change"][0], r["image"][0]
-        print("%6d %6d | %9.1f %9.1f %9.1f %7.1f | %8.2f %8.2f %8.2f | %6.1fx %6.1fx" % (
-            hosts, r["running"], first, nochg, image, floor, first / hosts, nochg / hosts, image / hosts, nochg / floor, image / floor))
+        for mode, m in r["modes"].items():
+            hosts, floor = r["hosts"], r["floor"][0]
+            first, nochg, image = m["first"][0], m["no-change"][0], m["image"][0]
+            print("%-7s %6d %6d | %9.1f %9.1f %9.1f %7.1f | %8.2f %8.2f %8.2f | %6.1fx %6.1fx" % (
+                mode, hosts, r["running"], first, nochg, image, floor, first / hosts, nochg / hosts, image / hosts,
+                nochg / floor, image / floor))
     for r in results:
-        print("  %d hosts: no-change runs %s s (best of %d); changed on the no-change run: %d" % (
-            r["hosts"], ", ".join("%.1f" % x for x in r["no-change runs"]), repeat, r["no-change"][1]))
-        if r["no-change"][1]:
-            print("  WARNING: the no-change run changed something")
+        for mode, m in r["modes"].items():
+            print("  %s mode, %d hosts: no-change runs %s s (best of %d); changed on the no-change run: %d" % (
+                mode, r["hosts"], ", ".join("%.1f" % x for x in m["no-change runs"]), repeat, m["no-change"][1]))
+            if m["no-change"][1]:
+                print("  WARNING: the no-change run changed something")
+            if m["slowest"]:
+                print("  slowest tasks of the first no-change run at %d hosts (%s mode):" % (r["hosts"], mode))
+                for line in m["slowest"]:
+                    print("    " + line)
         if "peer" in r:
             (first, _c1), (again, _c2) = r["peer"]
-            print("  peer at %d hosts (community.docker.docker_container loop, same containers): first %.1f s, no-change %.1f s "
-                  "(site.yml: %.1f s, %.1f s)" % (r["hosts"], first, again, r["first"][0], r["no-change"][0]))
-        if r["slowest"]:
-            print("  slowest tasks of the first no-change run at %d hosts:" % r["hosts"])
-            for line in r["slowest"]:
-                print("    " + line)
-    if len(results) > 1:
-        small, large = results[0], results[-1]
-        growth = (large["no-change"][0] / large["hosts"]) / (small["no-change"][0] / small["hosts"])
-        print("no-change per-host cost at %d hosts / at %d hosts: %.2f (1.0 = flat)" % (large["hosts"], small["hosts"], growth))
-    large = results[-1]
-    ratio = large["no-change"][0] / large["floor"][0]
-    print("goal: no-change site.yml within 2x of the floor at %d hosts: %s (%.1fx)" % (
-        large["hosts"], "met" if ratio <= 2 else "NOT met", ratio))
+            print("  peer at %d hosts (community.docker.docker_container loop, same containers): first %.1f s, no-change %.1f s" % (
+                r["hosts"], first, again))
+    for mode in results[0]["modes"]:
+        if len(results) > 1:
+            small, large = results[0]["modes"][mode], results[-1]["modes"][mode]
+            growth = (large["no-change"][0] / results[-1]["hosts"]) / (small["no-change"][0] / results[0]["hosts"])
+            print("%s mode: no-change per-host cost at %d hosts / at %d hosts: %.2f (1.0 = flat)" % (
+                mode, results[-1]["hosts"], results[0]["hosts"], growth))
+        ratio = results[-1]["modes"][mode]["no-change"][0] / results[-1]["floor"][0]
+        print("%s mode: goal no-change site.yml within 2x of the floor at %d hosts: %s (%.1fx)" % (
+            mode, results[-1]["hosts"], "met" if ratio <= 2 else "NOT met", ratio))
 
 
 def main():
@@ -220,6 +241,9 @@ def main():
     parser.add_argument("--no-peer", action="store_true", help="skip the docker_container loop at the smallest size")
     parser.add_argument("--profile", action="store_true", help="print the slowest tasks of a no-change run")
     parser.add_argument("--quick", action="store_true", help="2 hosts x 5 containers, no peer: a smoke run")
+    parser.add_argument("--mode", choices=["host", "cluster", "both"], default="host",
+                        help="stackfleet_converge_mode of the site.yml runs (both: each from empty hosts, same lab)")
+    parser.add_argument("--no-image", action="store_true", help="skip the image-change run")
     args = parser.parse_args()
     sizes = [2] if args.quick else [int(x) for x in args.hosts.split(",")]
     per_host = 5 if args.quick else args.per_host
@@ -227,7 +251,8 @@ def main():
     results = []
     for i, hosts in enumerate(sizes):
         results.append(bench_size(hosts, per_host, args.repeat, peer=(i == 0 and not args.quick and not args.no_peer),
-                                  profile=args.profile, subnet=base % (10 + i) if "%d" in base else base))
+                                  profile=args.profile, subnet=base % (10 + i) if "%d" in base else base,
+                                  modes=("host", "cluster") if args.mode == "both" else (args.mode,), image=not args.no_image))
     report(results, args.repeat)
 
 
