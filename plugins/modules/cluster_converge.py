@@ -16,9 +16,9 @@ description:
     C(docs/containers.md) "Cluster-wide converge mode").
   - Each host is converged exactly as M(stackfleet.cluster.containers) converges it (the same code), with the options of
     this module, and reports the same actions, pending and deferred containers and errors.
-  - Before any host is touched, every host's documents are validated, every C({secret: NAME}) reference of every host
+  - "Before any host is touched, every host's documents are validated, every C({secret: NAME}) reference of every host
     must have a value in O(secrets), and no two hosts may reach the same engine; otherwise no host is touched and every
-    host fails with the reason.
+    host fails with the reason."
   - A host that fails (its engine does not answer, a container cannot be created, a replacement is rolled back) does not
     stop the others. The module fails once every host is done, naming each failed host and why (RV(failed_hosts),
     RV(hosts)).
@@ -81,8 +81,8 @@ options:
     default: false
   defer_removal:
     description:
-      - As O(stackfleet.cluster.containers#module:defer_removal): placement keys the plan runs on another host now. One list
-        for all hosts (every key of the plan may be given; each host ignores its own keys).
+      - As O(stackfleet.cluster.containers#module:defer_removal), the placement keys the plan runs on another host now. One
+        list for all hosts (every key of the plan may be given; each host ignores its own keys).
     type: list
     elements: str
     default: []
@@ -176,7 +176,7 @@ hosts:
       description: Whether the host failed.
       type: bool
     msg:
-      description: Why it failed (as M(stackfleet.cluster.containers) says it: the engine and each container's error); empty otherwise.
+      description: Why it failed, as M(stackfleet.cluster.containers) says it (the engine and each container's error); empty otherwise.
       type: str
     errors:
       description: Each container's error, as RV(stackfleet.cluster.containers#module:errors).
