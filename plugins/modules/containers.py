@@ -431,7 +431,7 @@ containers:
 """
 
 from ansible.module_utils.basic import _load_params
-from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import (  # noqa: F401 - EngineError: this module's API too
+from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import (  # noqa: F401  # pylint: disable=unused-import
     CONNECTION_ARGSPEC,
     EngineError,
     connect,
