@@ -110,7 +110,7 @@ def test_an_image_change_is_replaced_one_host_at_a_time(cw_lab, run_playbook):
         assert stamps, "no replacement on %s" % host.name
         windows.append((min(stamps), max(stamps), host.name))
     windows.sort()
-    for (_start, end, host), (start, _end, later) in zip(windows, windows[1:]):
+    for (_start, end, host), (start, _end, later) in zip(windows[:-1], windows[1:], strict=True):
         assert end < start, "replacements on %s and %s overlap" % (host, later)
     assert [name for _s, _e, name in windows] == [host.name for host in lab.hosts]  # in inventory order
 
