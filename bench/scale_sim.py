@@ -299,9 +299,9 @@ def measure_records(sizes, repeat):
             row = {"instances": n, "bytes": size, "chunks": record.chunks, "chunk_keys": chunk_keys,
                    "write": min(writes), "read": min(reads), "unchanged_write": min(rewrites)}
             rows.append(row)
+            values = (n, size, record.chunks, chunk_keys, row["write"], row["read"], row["unchanged_write"])
             print("  record %7d instances: %9d bytes, %2d chunk(s) (%d chunk keys stored); write %6.3f s, read %6.3f s, "
-                  "unchanged write %6.3f s" % (n, size, record.chunks, chunk_keys, row["write"], row["read"],
-                                                row["unchanged_write"]), flush=True)
+                  "unchanged write %6.3f s" % values, flush=True)
             client.delete(_state.cluster_prefix(cluster), prefix=True)
     finally:
         etcd.close()
@@ -364,14 +364,15 @@ def main():
     for mode in modes:
         rows = [r for r in figures["converge"] if r["mode"] == mode]
         for value in ("first", "no_change"):
-            print("  converge %-8s %-9s 1,000/100 %s   5,000/1,000 %s" % (mode, value, ratio(rows, "hosts", value, 100, 1000),
-                                                                           ratio(rows, "hosts", value, 1000, 5000)))
+            values = (mode, value, ratio(rows, "hosts", value, 100, 1000), ratio(rows, "hosts", value, 1000, 5000))
+            print("  converge %-8s %-9s 1,000/100 %s   5,000/1,000 %s" % values)
     if figures["inventory"]:
-        print("  inventory --list      1,000/100 %s   5,000/1,000 %s" % (ratio(figures["inventory"], "hosts", "wall", 100, 1000),
-                                                                       ratio(figures["inventory"], "hosts", "wall", 1000, 5000)))
+        values = (ratio(figures["inventory"], "hosts", "wall", 100, 1000), ratio(figures["inventory"], "hosts", "wall", 1000, 5000))
+        print("  inventory --list      1,000/100 %s   5,000/1,000 %s" % values)
     for value in ("write", "read"):
-        print("  record %-6s 10,000/1,000 %s   100,000/10,000 %s" % (value, ratio(figures["record"], "instances", value, 1000, 10000),
-                                                                    ratio(figures["record"], "instances", value, 10000, 100000)))
+        values = (value, ratio(figures["record"], "instances", value, 1000, 10000),
+                  ratio(figures["record"], "instances", value, 10000, 100000))
+        print("  record %-6s 10,000/1,000 %s   100,000/10,000 %s" % values)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(figures, handle, indent=1, default=str)
