@@ -225,7 +225,6 @@ skipped_hosts:
   sample: []
 """
 
-from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import connect, resolve_endpoint
 from ansible_collections.stackfleet.cluster.plugins.module_utils._fleet import endpoint_params
@@ -236,7 +235,7 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._host_converge 
     converge_fleet,
     given_keys,
 )
-from ansible_collections.stackfleet.cluster.plugins.module_utils._invocation import NO_LOG_VALUE, scrub_documents
+from ansible_collections.stackfleet.cluster.plugins.module_utils._invocation import NO_LOG_VALUE, ScrubbingModule, scrub_documents
 
 _DOCUMENTS = ArgumentSpecValidator(dict(containers=dict(type="list", elements="dict", required=True, options=DOCUMENT_SPEC)))
 
@@ -254,16 +253,10 @@ def scrubbed(params):
     return args
 
 
-class Module(AnsibleModule):
-    """AnsibleModule whose "Invoked with" line (system log / journal) carries no env value."""
+class Module(ScrubbingModule):
+    """The containers module's scrubbing logger, over every host's documents."""
 
-    def _log_invocation(self):
-        params = self.params
-        self.params = scrubbed(params)
-        try:
-            super()._log_invocation()
-        finally:
-            self.params = params
+    scrub = staticmethod(scrubbed)
 
 
 def typed_hosts(hosts):
