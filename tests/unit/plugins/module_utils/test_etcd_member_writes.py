@@ -10,19 +10,10 @@ from urllib.error import URLError
 import pytest
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _etcd, _etcd_membership
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import EtcdConnectionError, EtcdError, Member
+from fake_clock import FakeClock
 
 PEER = "https://10.0.0.14:2380"
 
-
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 class FakeEtcd:
@@ -90,7 +81,7 @@ ONE = Member(1, "h1", ("https://10.0.0.11:2380",), ("https://10.0.0.11:2379",), 
 
 @pytest.mark.parametrize("outcome", ["commit+timeout", "leader changed", "request timed out"])
 def test_add_that_committed_before_the_timeout_is_found_not_added_again(outcome):
-    etcd, clock = FakeEtcd([ONE], add_outcomes=[outcome]), Clock()
+    etcd, clock = FakeEtcd([ONE], add_outcomes=[outcome]), FakeClock()
     member = _etcd_membership.add_member(etcd, [PEER], timeout=30, sleep=clock.sleep, clock=clock)
     assert member.peer_urls == (PEER,)
     assert etcd.add_calls == 1  # read back, not sent again
@@ -98,15 +89,15 @@ def test_add_that_committed_before_the_timeout_is_found_not_added_again(outcome)
 
 
 def test_add_that_did_not_commit_is_tried_again():
-    etcd, clock = FakeEtcd([ONE], add_outcomes=["timeout", "ok"]), Clock()
+    etcd, clock = FakeEtcd([ONE], add_outcomes=["timeout", "ok"]), FakeClock()
     member = _etcd_membership.add_member(etcd, [PEER], timeout=30, sleep=clock.sleep, clock=clock)
     assert member.peer_urls == (PEER,) and etcd.add_calls == 2 and len(etcd.members) == 2
 
 
 def test_unhealthy_cluster_is_retried_within_the_timeout_then_raised():
-    etcd, clock = FakeEtcd([ONE], add_outcomes=["unhealthy", "unhealthy", "ok"]), Clock()
+    etcd, clock = FakeEtcd([ONE], add_outcomes=["unhealthy", "unhealthy", "ok"]), FakeClock()
     assert _etcd_membership.add_member(etcd, [PEER], timeout=30, sleep=clock.sleep, clock=clock).peer_urls == (PEER,)
-    etcd, clock = FakeEtcd([ONE], add_outcomes=["unhealthy"] * 1000), Clock()
+    etcd, clock = FakeEtcd([ONE], add_outcomes=["unhealthy"] * 1000), FakeClock()
     with pytest.raises(EtcdError, match="unhealthy"):
         _etcd_membership.add_member(etcd, [PEER], timeout=5, sleep=clock.sleep, clock=clock)
     assert clock.now <= 5.5
@@ -114,7 +105,7 @@ def test_unhealthy_cluster_is_retried_within_the_timeout_then_raised():
 
 def test_peer_url_exists_after_an_unclear_answer_is_that_same_add():
     """The retry of an add that committed late meets "Peer URLs already exists": read back."""
-    etcd, clock = FakeEtcd([ONE], add_outcomes=["timeout", "ok"]), Clock()
+    etcd, clock = FakeEtcd([ONE], add_outcomes=["timeout", "ok"]), FakeClock()
     real_list = etcd.member_list
     calls = []
 
@@ -138,13 +129,13 @@ def test_peer_url_exists_after_an_unclear_answer_is_that_same_add():
 
 
 def test_peer_url_exists_on_a_first_attempt_is_an_error():
-    etcd, clock = FakeEtcd([ONE]), Clock()
+    etcd, clock = FakeEtcd([ONE]), FakeClock()
     with pytest.raises(EtcdError, match="already exists"):
         _etcd_membership.add_member(etcd, ["https://10.0.0.11:2380"], timeout=30, sleep=clock.sleep, clock=clock)
 
 
 def test_unreadable_member_list_after_an_unclear_add_says_so():
-    etcd, clock = FakeEtcd([ONE], add_outcomes=["commit+timeout"], list_failures=10_000), Clock()
+    etcd, clock = FakeEtcd([ONE], add_outcomes=["commit+timeout"], list_failures=10_000), FakeClock()
     with pytest.raises(_etcd_membership.ChangeUnknown, match="could not be read.*member list"):
         _etcd_membership.add_member(etcd, [PEER], timeout=5, sleep=clock.sleep, clock=clock)
     assert etcd.add_calls == 1
@@ -153,13 +144,13 @@ def test_unreadable_member_list_after_an_unclear_add_says_so():
 @pytest.mark.parametrize("outcomes, calls", [(["commit+timeout"], 1), (["timeout", "ok"], 2), (["leader changed"], 1)])
 def test_remove_is_read_back_after_an_unclear_answer(outcomes, calls):
     two = Member(2, "h2", ("https://10.0.0.12:2380",), (), False)
-    etcd, clock = FakeEtcd([ONE, two], remove_outcomes=outcomes), Clock()
+    etcd, clock = FakeEtcd([ONE, two], remove_outcomes=outcomes), FakeClock()
     assert _etcd_membership.remove_member(etcd, 2, timeout=30, sleep=clock.sleep, clock=clock)
     assert [m.id for m in etcd.members] == [1] and etcd.remove_calls == calls
 
 
 def test_remove_of_an_unknown_member_is_an_error():
-    etcd, clock = FakeEtcd([ONE]), Clock()
+    etcd, clock = FakeEtcd([ONE]), FakeClock()
     with pytest.raises(EtcdError, match="not found"):
         _etcd_membership.remove_member(etcd, 9, timeout=30, sleep=clock.sleep, clock=clock)
 

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 from ansible_collections.stackfleet.cluster.plugins.module_utils._ping import PingError, ping
+from fake_clock import FakeClock
 
 
 def free_port():
@@ -17,16 +18,6 @@ def free_port():
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
-
-class FakeClock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 def serve(answers):

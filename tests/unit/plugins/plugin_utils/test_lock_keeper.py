@@ -31,19 +31,9 @@ class FakeEtcd:
         self.revoked.append(lease_id)
 
 
-class Clock:
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
-
 
 def run(etcd, owner_alive_until, interval=10.0, clock=None):
-    clock = clock or Clock()
+    clock = clock or FakeClock()
     why = _lock_keeper.keep(etcd, 7, 4242, "start", interval, sleep=clock.sleep, clock=clock,
                             is_alive=lambda pid, start: clock.now < owner_alive_until)
     return why, clock
@@ -117,6 +107,7 @@ def test_collections_root_is_above_ansible_collections():
 import json  # noqa: E402
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import KeyValue  # noqa: E402
+from fake_clock import FakeClock
 
 
 class FakeLockStore(FakeEtcd):
@@ -142,7 +133,7 @@ class FakeLockStore(FakeEtcd):
 
 def test_the_keeper_finds_its_holders_lease_once_taken():
     etcd = FakeLockStore({1: ("other:1", 3), 4: ("ctl:42", 7)})
-    clock = Clock()
+    clock = FakeClock()
     lease, ttl = _lock_keeper.find_lease(etcd, "prod", "ctl:42", 42, None, sleep=clock.sleep,
                                          is_alive=lambda pid, start: True)
     assert (lease, ttl) == (7, 30) and etcd.polls == 4  # someone else's lock is not ours
@@ -150,7 +141,7 @@ def test_the_keeper_finds_its_holders_lease_once_taken():
 
 def test_a_run_that_ends_before_taking_the_lock_leaves_nothing_to_revoke():
     etcd = FakeLockStore({})
-    clock = Clock()
+    clock = FakeClock()
     why = _lock_keeper.run(etcd, "prod", "ctl:42", 42, None, 30, sleep=clock.sleep, clock=clock,
                            is_alive=lambda pid, start: clock.now < 3)
     assert why == "owner gone" and etcd.revoked == []
@@ -159,7 +150,7 @@ def test_a_run_that_ends_before_taking_the_lock_leaves_nothing_to_revoke():
 def test_a_run_killed_right_after_the_take_is_revoked():
     """The window a keeper started after the take would miss: the lock appears as the run dies."""
     etcd = FakeLockStore({2: ("ctl:42", 7)})
-    clock = Clock()
+    clock = FakeClock()
     alive_checks = []
 
     def is_alive(pid, start):
@@ -172,7 +163,7 @@ def test_a_run_killed_right_after_the_take_is_revoked():
 
 def test_a_lost_lease_is_looked_for_again_while_the_run_lives():
     etcd = FakeLockStore({1: ("ctl:42", 7), 2: ("ctl:42", 8)}, ttl=30)
-    clock = Clock()
+    clock = FakeClock()
     found = []
     etcd.lease_keepalive = lambda lease: 0 if lease == 7 else 30  # lease 7 ran out; the run took the lock again
     why = _lock_keeper.run(etcd, "prod", "ctl:42", 42, None, 30, sleep=clock.sleep, clock=clock,
