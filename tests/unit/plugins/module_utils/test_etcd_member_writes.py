@@ -15,7 +15,6 @@ from fake_clock import FakeClock
 PEER = "https://10.0.0.14:2380"
 
 
-
 class FakeEtcd:
     """Members in memory; `add_outcomes`/`remove_outcomes` script each attempt:
     "ok", "commit+timeout" (applied, but the caller sees a timeout), "timeout" (not applied),

@@ -19,7 +19,6 @@ def free_port():
         return sock.getsockname()[1]
 
 
-
 def serve(answers):
     """A plain-HTTP engine stand-in answering /_ping with the given (status, body) in turn, then the last one."""
     class Handler(http.server.BaseHTTPRequestHandler):

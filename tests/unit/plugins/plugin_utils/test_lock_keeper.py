@@ -31,7 +31,6 @@ class FakeEtcd:
         self.revoked.append(lease_id)
 
 
-
 def run(etcd, owner_alive_until, interval=10.0, clock=None):
     clock = clock or FakeClock()
     why = _lock_keeper.keep(etcd, 7, 4242, "start", interval, sleep=clock.sleep, clock=clock,
