@@ -4,8 +4,13 @@ skipped: the full path repairs it, restarts or starts the engine, and the check 
 
 The host is this machine through a local connection, on the role's raw (CoreOS) path, with every file
 under a scratch root. `systemctl` is a stand-in on PATH that drives a real lab dockerd: is-active asks
-whether it runs, start and restart (re)launch it (tests/lab), so the endpoint check talks to a real TLS
-engine with the lab's CA and client certificate."""
+whether it runs, start and restart (re)launch it (tests/lab) with the options of the daemon.json the role
+wrote (less the listeners and TLS files, which the lab passes as flags), so the endpoint check talks to a
+real TLS engine with the lab's CA and client certificate, and GET /info shows which configuration it runs.
+
+A run interrupted after it wrote a new daemon.json and before its handler restarted the engine leaves
+the files right and the engine running the old configuration: the next run sees the file changed after
+the engine started (its ctime against the pidfile's mtime) and restarts it, fast path or not."""
 import json
 import os
 import stat
@@ -20,19 +25,45 @@ LAB = lab_spec("dh", hosts=1)
 FAKE_SYSTEMCTL = """#!/bin/sh
 # systemctl stand-in for docker.service: the state of the lab's dockerd, and (re)starts of it.
 echo "$*" >> {state}/calls.log
-lab() {{ {python} -c "import sys; sys.path.insert(0, '{lab_dir}'); from lab import Lab; \\
-Lab(name='{name}', subnet='{subnet}', hosts=1).$1(1)"; }}
 for arg in "$@"; do case "$arg" in --*) ;; *) set -- "$@" "$arg" ;; esac; shift; done
 case "$1" in
   show) echo {state}/docker.service ;;
   is-enabled) if [ -f {state}/enabled ]; then echo enabled; else echo disabled; exit 1; fi ;;
   is-active) if [ -f {pidfile} ] && kill -0 "$(cat {pidfile})" 2>/dev/null; then echo active; else echo inactive; exit 3; fi ;;
   enable) touch {state}/enabled ;;
-  start) lab start_docker ;;
-  restart) lab stop_docker && lab start_docker ;;
+  start) {python} {state}/unit.py start_docker ;;
+  # fail-restart: the run is cut off before the engine restarts (its files are written by then)
+  restart) if [ -f {state}/fail-restart ]; then echo "interrupted" >&2; exit 1; fi
+           {python} {state}/unit.py stop_docker start_docker ;;
   daemon-reload) ;;
   *) echo "systemctl stand-in: $*: not handled" >&2; exit 1 ;;
 esac
+"""
+
+# What systemd would start: the lab's dockerd with the options of the role's daemon.json.
+DOCKERD_UNIT = """import json, os, sys
+sys.path.insert(0, {lab_dir!r})
+from lab import Lab
+
+OWNED = ("hosts", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey")  # lab flags: the same listener and files
+
+
+class Unit(Lab):
+    def _dockerd_argv(self, host):
+        argv = super()._dockerd_argv(host)  # writes {{}} to the lab's own daemon.json first
+        try:
+            with open({daemon_json!r}) as handle:
+                wanted = json.load(handle)
+        except FileNotFoundError:
+            wanted = {{}}
+        with open(os.path.join(host.dir, "daemon.json"), "w") as handle:
+            json.dump({{key: value for key, value in wanted.items() if key not in OWNED}}, handle)
+        return argv
+
+
+unit = Unit(name={name!r}, subnet={subnet!r}, hosts=1)
+for step in sys.argv[1:]:
+    getattr(unit, step)(1)
 """
 
 VENDOR_UNIT = """[Service]
@@ -57,10 +88,11 @@ def host(engine_lab, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "systemctl"
-    fake.write_text(FAKE_SYSTEMCTL.format(state=state, python=sys.executable, lab_dir=os.path.join(REPO, "tests", "lab"),
-                                          name=lab.name, subnet=lab.subnet, pidfile=lab.host(1).docker_pidfile))
+    fake.write_text(FAKE_SYSTEMCTL.format(state=state, python=sys.executable, pidfile=lab.host(1).docker_pidfile))
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     root = tmp_path / "root"
+    (state / "unit.py").write_text(DOCKERD_UNIT.format(lab_dir=os.path.join(REPO, "tests", "lab"), name=lab.name, subnet=lab.subnet,
+                                                       daemon_json=str(root / "etc/docker/daemon.json")))
     inventory = tmp_path / "hosts.yml"
     inventory.write_text("engines:\n  hosts:\n    e1: {ansible_connection: local, ansible_python_interpreter: %s}\n" % sys.executable)
     h1 = lab.host(1)
@@ -69,6 +101,7 @@ def host(engine_lab, tmp_path):
         "_docker_host_coreos_ids": ["debian"],
         "_docker_host_daemon_json": str(root / "etc/docker/daemon.json"),
         "_docker_host_dropin_dir": str(root / "etc/systemd/system/docker.service.d"),
+        "_docker_host_pidfile": h1.docker_pidfile,
         "docker_host_tls_dir": str(root / "etc/docker/tls"),
         "docker_host_tls_ca_cert": lab.ca_cert,
         "docker_host_tls_cert": h1.server_cert,
@@ -152,3 +185,48 @@ def test_a_stopped_engine_is_started_and_waited_for_and_one_that_never_answers_f
     assert down.rc != 0 and down.recap["e1"]["failed"] == 1
     assert not install_tasks_ran(down)
     assert "GET https://127.0.0.1:2376/_ping: no 200 OK within 2" in down.stdout
+
+
+def engine_labels(lab):
+    """The labels of the configuration the lab's dockerd runs (GET /info over its unix socket)."""
+    return lab.host(1).engine._json("GET", "/info").get("Labels") or []  # pylint: disable=protected-access
+
+
+def test_an_engine_left_on_its_old_configuration_by_an_interrupted_run_is_restarted(host, engine_lab):
+    run, root, state = host
+    daemon_json = root / "etc/docker/daemon.json"
+    first = run(docker_host_daemon_options={"labels": ["sf.test=one"]})
+    assert first.rc == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    assert engine_labels(engine_lab) == ["sf.test=one"]
+
+    # The next run writes a new daemon.json and is cut off before its handler restarts the engine.
+    (state / "fail-restart").touch()
+    cut = run(docker_host_daemon_options={"labels": ["sf.test=two"]})
+    (state / "fail-restart").unlink()
+    assert cut.rc != 0 and "Restart docker (raw)" in cut.stdout, cut.stdout[-3000:]
+    assert json.loads(daemon_json.read_text())["labels"] == ["sf.test=two"]
+    assert engine_labels(engine_lab) == ["sf.test=one"], "the stand-in restarted the engine although it was told not to"
+
+    # The files are right and the engine answers, yet it runs the old configuration: not steady.
+    before = len(calls(state))
+    pid = engine_lab.host(1).dockerd_pid()
+    repaired = run(docker_host_daemon_options={"labels": ["sf.test=two"]})
+    assert repaired.rc == 0, repaired.stdout[-3000:] + repaired.stderr[-2000:]
+    assert "daemon.json changed after the engine started" in repaired.stdout, repaired.stdout[-3000:]
+    assert "restart docker.service" in calls(state)[before:] and repaired.recap["e1"]["changed"] > 0
+    assert engine_lab.host(1).dockerd_pid() != pid
+    assert engine_labels(engine_lab) == ["sf.test=two"], "the engine still runs the old daemon.json"
+
+    again = run(docker_host_daemon_options={"labels": ["sf.test=two"]})
+    assert again.rc == 0 and again.recap["e1"]["changed"] == 0 and not install_tasks_ran(again), again.stdout[-3000:]
+
+    # The same with the fast path off: the full path finds nothing to write, and still restarts the engine.
+    (state / "fail-restart").touch()
+    cut = run(docker_host_daemon_options={"labels": ["sf.test=three"]}, docker_host_fast_path=False)
+    (state / "fail-restart").unlink()
+    assert cut.rc != 0 and engine_labels(engine_lab) == ["sf.test=two"]
+    full = run(docker_host_daemon_options={"labels": ["sf.test=three"]}, docker_host_fast_path=False)
+    assert full.rc == 0 and full.recap["e1"]["changed"] > 0, full.stdout[-3000:] + full.stderr[-2000:]
+    assert engine_labels(engine_lab) == ["sf.test=three"]
+    steady = run(docker_host_daemon_options={"labels": ["sf.test=three"]})
+    assert steady.rc == 0 and steady.recap["e1"]["changed"] == 0 and not install_tasks_ran(steady)
