@@ -30,6 +30,13 @@ options:
     description: The C(hostvars) magic variable.
     type: dict
     required: true
+  templates:
+    description:
+      - The plan's C(templates), when O(containers) is in the compact form (M(stackfleet.cluster.stack_plan) with
+        O(stackfleet.cluster.stack_plan#module:documents=compact)); each listed host's entries are expanded to full documents.
+      - Omitted or empty for a plan in the full form.
+    type: dict
+    default: {}
 author:
   - stackfleet maintainers (@stackfleet)
 """
@@ -39,6 +46,11 @@ EXAMPLES = r"""
   stackfleet.cluster.cluster_converge:
     cluster: "{{ plan.cluster }}"
     hosts: "{{ live_hosts | stackfleet.cluster.converge_hosts(plan.containers, hostvars) }}"
+
+- name: The same from a compact plan (stack_plan with documents=compact)
+  stackfleet.cluster.cluster_converge:
+    cluster: "{{ plan.cluster }}"
+    hosts: "{{ live_hosts | stackfleet.cluster.converge_hosts(plan.containers, hostvars, plan.templates) }}"
 """
 
 RETURN = r"""
@@ -55,9 +67,10 @@ import typing as t
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.stackfleet.cluster.plugins.filter.engines import engines
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _plan_documents
 
 
-def converge_hosts(names: t.Any, containers: t.Any, hostvars: t.Any) -> t.Dict[str, t.Dict[str, t.Any]]:
+def converge_hosts(names: t.Any, containers: t.Any, hostvars: t.Any, templates: t.Any = None) -> t.Dict[str, t.Dict[str, t.Any]]:
     if isinstance(names, (str, bytes)) or not isinstance(names, t.Iterable):
         raise AnsibleFilterError("converge_hosts expects a list of host names, got %s" % type(names).__name__)
     if not isinstance(containers, t.Mapping):
@@ -70,7 +83,12 @@ def converge_hosts(names: t.Any, containers: t.Any, hostvars: t.Any) -> t.Dict[s
             "converge_hosts: %s not in the plan's containers map (planned hosts: %s); an empty list would be a guess, "
             "refusing to converge them" % (", ".join(uncovered), ", ".join(sorted(str(h) for h in containers)) or "none"))
     connections = engines(names, hostvars)
-    return {name: {"containers": containers[name], "connection": connections[name]} for name in names}
+    try:
+        # Only the listed hosts are expanded: phase 2 and removal name a few hosts of a large plan.
+        return {name: {"containers": _plan_documents.expand(containers[name], templates or {}, name), "connection": connections[name]}
+                for name in names}
+    except _plan_documents.DocumentsError as exc:
+        raise AnsibleFilterError("converge_hosts: %s" % exc) from exc
 
 
 class FilterModule:

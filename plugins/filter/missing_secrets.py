@@ -23,6 +23,13 @@ options:
     description: Secret values by name (C(stackfleet_secrets)).
     type: dict
     required: true
+  templates:
+    description:
+      - The plan's C(templates), when its C(containers) map is in the compact form (M(stackfleet.cluster.stack_plan)
+        with O(stackfleet.cluster.stack_plan#module:documents=compact)); omitted or empty for full documents.
+    type: dict
+    default: {}
+    version_added: 0.5.0
 author:
   - stackfleet maintainers (@stackfleet)
 """
@@ -44,12 +51,17 @@ _value:
 """
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _secrets
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _plan_documents, _secrets
 
 
-def missing_secrets(documents, secrets):
+def missing_secrets(documents, secrets, templates=None):
     """Container documents and secret values → what is missing (names only, never values)."""
     if isinstance(documents, dict):
+        if templates:
+            try:
+                documents = _plan_documents.expand_all(documents, templates)
+            except _plan_documents.DocumentsError as exc:
+                raise AnsibleFilterError("missing_secrets: %s" % exc) from exc
         documents = [doc for docs in documents.values() for doc in docs or ()]
     if not isinstance(documents, (list, tuple)) or not all(isinstance(doc, dict) for doc in documents):
         raise AnsibleFilterError("missing_secrets expects container documents (a host → documents mapping or a list)")

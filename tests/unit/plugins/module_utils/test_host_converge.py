@@ -12,6 +12,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from ansible_collections.stackfleet.cluster.plugins.filter.converge_errors import converge_errors
 from ansible_collections.stackfleet.cluster.plugins.filter.converge_hosts import converge_hosts
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _plan_documents
 from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import EngineError
 from ansible_collections.stackfleet.cluster.plugins.module_utils._host_converge import Options, _host_entry, converge_fleet
 
@@ -164,6 +165,17 @@ def test_converge_hosts_keeps_the_order_and_uses_the_engines_filter():
     assert list(out) == ["b", "a"]
     assert out["b"] == {"containers": [], "connection": {"docker_host": "tcp://b:2376", "tls": True}}
     assert out["a"]["containers"] == [doc("a")]
+
+
+def test_converge_hosts_expands_a_compact_plan_for_the_listed_hosts_only():
+    full = {h: [dict(doc(h), deploy="app", service="app", instance="app-%s" % h, host=h, name="it.app-%s.app" % h, env={"H": h})]
+            for h in ("a", "b")}
+    containers, templates = _plan_documents.compact(full)
+    out = converge_hosts(["b"], containers, {"b": {}}, templates)
+    assert out == {"b": {"containers": full["b"], "connection": {}}}
+    containers["b"][0]["template"] = "gone.app"
+    with pytest.raises(AnsibleFilterError, match="names template 'gone.app'"):
+        converge_hosts(["b"], containers, {"b": {}}, templates)
 
 
 def test_converge_hosts_refuses_a_host_the_plan_does_not_cover():
