@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import ssl
 import time
 import typing as t
 from concurrent.futures import ThreadPoolExecutor
@@ -159,40 +160,101 @@ def resolve_endpoint(params: t.Mapping[str, t.Any], environ: t.Optional[t.Mappin
         "In the roles and the inventory these are the host variables stackfleet_docker_<option>" % (url, why))
 
 
-def _hostname_adapter(hostname: str) -> t.Any:
-    """A requests adapter that checks the server certificate against `hostname` instead of
-    the URL's host (what `tls_hostname` means; the SDK dropped `assert_hostname` in 7.0)."""
+def is_pem(value: t.Optional[str]) -> bool:
+    """Whether a certificate option holds the PEM text itself rather than a file's path."""
+    return bool(value) and "-----BEGIN" in str(value)
+
+
+def tls_context(endpoint: Endpoint) -> ssl.SSLContext:
+    """The client TLS context for `endpoint`: trusting only its CA - `ca_path` is a file or the PEM
+    text itself (no temporary file) - or the system CA store when it has none, with the engine's
+    host name checked (urllib3 checks `tls_hostname` instead when set); or, with `verify` off,
+    encrypting without checking the engine at all. The client certificate and key are files
+    (Python's ssl module loads a key only from a file), `client_key` optional when the certificate's
+    file also holds the key. Raises EngineError naming the engine and the file that did not load."""
+    ca = endpoint.ca_path
+    if endpoint.verify:
+        try:
+            # Neither given: the system store (what create_default_context loads when given no CA).
+            context = ssl.create_default_context(cafile=None if is_pem(ca) else ca, cadata=ca if is_pem(ca) else None)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise EngineError("cannot load the CA certificate for the Docker engine at %s (ca_path %s): %s" % (
+                endpoint.url, "given as PEM text" if is_pem(ca) else ca, exc)) from exc
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if endpoint.client_cert:
+        try:
+            context.load_cert_chain(endpoint.client_cert, endpoint.client_key or None)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise EngineError("cannot load the client certificate for the Docker engine at %s (client_cert %s, client_key %s): %s" % (
+                endpoint.url, endpoint.client_cert, endpoint.client_key, exc)) from exc
+    return context
+
+
+def _tls_adapter(context: ssl.SSLContext, hostname: t.Optional[str]) -> t.Any:
+    """A requests adapter whose connections use `context` and nothing else: requests would add its
+    CA bundle (certifi, or REQUESTS_CA_BUNDLE: psf/requests#3829) and a session's client certificate
+    to it. With `hostname` the server certificate is checked against it instead of the URL's host
+    (what `tls_hostname` means; the SDK dropped `assert_hostname` in 7.0). MAX_CALLS connections are
+    kept per engine, one per thread of a batch."""
+    cert_reqs = "CERT_NONE" if context.verify_mode == ssl.CERT_NONE else "CERT_REQUIRED"
 
     class _Adapter(requests.adapters.HTTPAdapter):
         def init_poolmanager(self, *args: t.Any, **kwargs: t.Any) -> None:
-            kwargs["assert_hostname"] = hostname
-            kwargs["server_hostname"] = hostname
+            kwargs["ssl_context"] = context
+            if hostname:
+                kwargs["assert_hostname"] = hostname
+                kwargs["server_hostname"] = hostname
             super().init_poolmanager(*args, **kwargs)
 
-    return _Adapter()
+        def cert_verify(self, conn: t.Any, url: str, verify: t.Any, cert: t.Any) -> None:
+            conn.cert_reqs = cert_reqs
+            conn.ca_certs = conn.ca_cert_dir = None
+            conn.cert_file = conn.key_file = None
+
+    return _Adapter(pool_maxsize=MAX_CALLS)
+
+
+def api_client(endpoint: Endpoint, version: t.Optional[str] = None) -> t.Any:
+    """A `docker.APIClient` for `endpoint` speaking API `version` (default: the SDK's), without a
+    request yet. The one place a connection to an engine is set up: connect() for the modules, and
+    the controller's engine_ping (module_utils/_ping.py). Raises EngineError."""
+    if not HAS_DOCKER:
+        raise EngineError("the Docker SDK for Python is required on the target (pip install 'docker>=6'): %s" % DOCKER_IMPORT_ERROR)
+    context = tls_context(endpoint) if endpoint.tls else None
+    try:
+        api = docker.APIClient(
+            base_url=endpoint.url, tls=context is not None, timeout=endpoint.timeout, max_pool_size=MAX_CALLS,
+            version=version or docker.constants.DEFAULT_DOCKER_API_VERSION, use_ssh_client=endpoint.url.startswith("ssh://"))
+    except (DockerException, requests.exceptions.RequestException) as exc:
+        raise EngineError("cannot reach the Docker engine at %s: %s" % (endpoint.url, exc))
+    if context is not None:
+        # The context decides trust alone: neither the environment (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE,
+        # proxies) nor requests' own CA bundle is consulted.
+        api.trust_env = False
+        api.verify = context.verify_mode != ssl.CERT_NONE
+        api.mount("https://", _tls_adapter(context, endpoint.tls_hostname))
+    return api
+
+
+def ping_once(api: t.Any, timeout: float) -> t.Tuple[int, str]:
+    """(HTTP status, body) of one `GET /_ping` through `api` (api_client), unversioned so that an
+    engine older than the SDK answers too. Raises EngineError naming the URL when nothing answers."""
+    url = api.base_url + "/_ping"
+    try:
+        answer = api.get(url, timeout=timeout)
+        return answer.status_code, answer.text[:256]
+    except requests.exceptions.RequestException as exc:
+        raise EngineError("GET %s: %s" % (url, short_error(str(exc)))) from exc
 
 
 def connect(endpoint: Endpoint) -> Engine:
-    if not HAS_DOCKER:
-        raise EngineError("the Docker SDK for Python is required on the target (pip install 'docker>=6'): %s" % DOCKER_IMPORT_ERROR)
-    tls: t.Any = False
-    if endpoint.tls:
-        cert = (endpoint.client_cert, endpoint.client_key) if endpoint.client_cert and endpoint.client_key else None
-        verify: t.Any = (endpoint.ca_path or True) if endpoint.verify else False
-        tls = docker.tls.TLSConfig(client_cert=cert, ca_cert=endpoint.ca_path, verify=verify)
     auto_version = endpoint.api_version == "auto"
+    api = api_client(endpoint, None if auto_version else endpoint.api_version)
+    server = None
     try:
-        api = docker.APIClient(
-            base_url=endpoint.url, tls=tls, timeout=endpoint.timeout, max_pool_size=MAX_CALLS,
-            version=docker.constants.DEFAULT_DOCKER_API_VERSION if auto_version else endpoint.api_version,
-            use_ssh_client=endpoint.url.startswith("ssh://"))
-        if endpoint.tls:
-            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override the session's CA (psf/requests#3829):
-            # the engine's CA (or "do not verify") must win, so the environment is not consulted for TLS.
-            api.trust_env = False
-            if endpoint.tls_hostname:
-                api.mount("https://", _hostname_adapter(endpoint.tls_hostname))
-        server = None
         if auto_version:
             # Negotiated only now, so that the first request already uses the settings above. The
             # answer is kept: Engine.version() then costs no second request.
