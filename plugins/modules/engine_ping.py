@@ -20,7 +20,9 @@ description:
   - Until it answers, it tries again every second for at most O(wait) seconds (an engine that was just restarted). An
     engine that answers at once costs one request.
   - Runs in the controller's task process (an action plugin), so nothing is sent to or started on the host, and the CA
-    is given as PEM text, so no temporary file is written.
+    may be given as PEM text, so no temporary file is written.
+  - The connection is the collection's Docker client (the Docker SDK for Python on the controller), the same as the
+    other modules' with O(ca_cert) as their C(ca_path).
   - The P(stackfleet.cluster.docker_host#role) role checks every engine it prepares with it.
 author:
   - stackfleet maintainers (@stackfleet)
@@ -40,11 +42,12 @@ options:
     required: true
   ca_cert:
     description:
-      - The CA certificate that signed the engine's certificate, as PEM text (not a path). Required for C(https).
+      - The CA certificate that signed the engine's certificate, as PEM text or as a file on the controller (a value
+        holding C(-----BEGIN) is the PEM text). Only this CA is trusted. Required for C(https).
     type: str
   client_cert:
     description:
-      - Client certificate file on the controller, presented to the engine.
+      - Client certificate file on the controller, presented to the engine (it may hold the key too).
     type: path
   client_key:
     description:
