@@ -12,6 +12,9 @@ With keep_alive (the default), taking the lock starts a keeper process on the co
 (plugin_utils/_lock_keeper.py) that renews the lease every ttl/3 seconds while ansible-playbook
 runs and revokes it as soon as ansible-playbook is gone (Ctrl-C, SIGKILL, a run that ends without
 releasing). Releasing stops the keeper once the lock is given back.
+
+On the controller (plugin_utils/_in_worker.py) the take or release runs in this worker, while the
+keeper starts: a lock costs one etcd transaction and the keeper's start, not a module round trip too.
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _lock_task
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import CONNECTION_ARGSPEC
 from ansible_collections.stackfleet.cluster.plugins.module_utils._state import run_identity
-from ansible_collections.stackfleet.cluster.plugins.plugin_utils import _lock_keeper
+from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
+from ansible_collections.stackfleet.cluster.plugins.plugin_utils import _in_worker, _lock_keeper
 
 
 def connection_params(args):
@@ -53,20 +58,27 @@ class ActionModule(ActionBase):
         name = str(args.get("name") or "")
         releasing = args.get("state") == "released"
         keeping = keep_alive and not self._task.check_mode and bool(name)
-        keeper, started = None, False
+        keeper, spawned = None, None
         if keeping and not releasing:
-            # Started before the take, so that a run interrupted right after it is covered too:
+            # Launched before the take, so that a run interrupted right after it is covered too:
             # the keeper finds the lease of this holder's lock in etcd by itself.
             try:
-                keeper, started = _lock_keeper.start(connection_params(args), name, args["holder"],
+                keeper, spawned = _lock_keeper.spawn(connection_params(args), name, args["holder"],
                                                      int(args.get("ttl") or 60), owner)
             except (_lock_keeper.KeeperError, OSError, AnsibleActionFail) as err:
                 result.update(failed=True, changed=False, msg="cannot keep lock %r alive, so did not take it: %s"
                               % (name, err))
                 return result
-        result.update(self._execute_module(module_name="stackfleet.cluster.etcd_lock", module_args=args,
-                                           task_vars=task_vars))
-        if keeping and (releasing or (started and result.get("failed"))):
+        result.update(self._take_or_release(args, task_vars))
+        if spawned is not None:
+            try:
+                keeper = _lock_keeper.wait_started(spawned, name, owner)
+            except _lock_keeper.KeeperError as err:
+                if not result.get("failed"):  # taken: give it back rather than hold it unkept
+                    self._take_or_release(dict(args, state="released"), task_vars)
+                result.update(failed=True, changed=False, msg="cannot keep lock %r alive, so gave it back: %s" % (name, err))
+                return result
+        if keeping and (releasing or (spawned is not None and result.get("failed"))):
             # After the release, not before: the lease stays renewed until the key is gone.
             _lock_keeper.stop(name, owner)
         elif keeper is not None and not result.get("failed"):
@@ -74,3 +86,15 @@ class ActionModule(ActionBase):
                                                                               or args.get("ttl") or 60) / 3.0, 0.5),
                                 "watches_pid": owner}
         return result
+
+    def _take_or_release(self, args, task_vars):
+        """The module's result, from this worker when the task runs on the controller."""
+        if not _in_worker.runs_in_worker(self):
+            return self._execute_module(module_name="stackfleet.cluster.etcd_lock", module_args=args, task_vars=task_vars)
+        params, error = _in_worker.validate(_lock_task.ARGUMENT_SPEC, args)
+        if error:
+            return {"failed": True, "changed": False, "msg": error}
+        try:
+            return _lock_task.run(params, params["holder"], bool(self._task.check_mode))
+        except TaskFailed as err:
+            return dict(err.fields, failed=True, changed=False, msg=str(err))

@@ -30,6 +30,7 @@ from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import 
     resolve_endpoint,
     short_error,
 )
+from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
 
 #: Default seconds one engine gets to answer a probe.
 PROBE_TIMEOUT = 3.0
@@ -177,6 +178,21 @@ def probe(engines: t.Mapping[str, t.Optional[t.Mapping[str, t.Any]]], timeout: f
     return {"up": sorted(h for h, r in report.items() if r["up"]),
             "down": sorted(h for h, r in report.items() if not r["up"]),
             "engines": report}
+
+
+#: engine_probe's options; run_probe is what the module (and, on the controller, its action plugin) does.
+PROBE_SPEC: t.Dict[str, t.Any] = dict(
+    engines=dict(type="dict", required=True),
+    timeout=dict(type="float", default=PROBE_TIMEOUT),
+    max_workers=dict(type="int", default=MAX_WORKERS),
+)
+
+
+def run_probe(params: t.Mapping[str, t.Any], check_mode: bool = False, diff: bool = False) -> t.Dict[str, t.Any]:
+    problem = check_params(params["engines"], params["timeout"], params["max_workers"])
+    if problem:
+        raise TaskFailed(problem)
+    return dict(probe(params["engines"], params["timeout"], params["max_workers"]), changed=False)
 
 
 def split(outcomes: t.Mapping[str, Outcome]) -> t.Tuple[t.Dict[str, t.Any], t.Dict[str, str]]:

@@ -112,24 +112,17 @@ engines:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stackfleet.cluster.plugins.module_utils._fleet import MAX_WORKERS, PROBE_TIMEOUT, check_params, probe
+from ansible_collections.stackfleet.cluster.plugins.module_utils._fleet import PROBE_SPEC, run_probe
+from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            engines=dict(type="dict", required=True),
-            timeout=dict(type="float", default=PROBE_TIMEOUT),
-            max_workers=dict(type="int", default=MAX_WORKERS),
-        ),
-        supports_check_mode=True,
-    )
-    engines, timeout, max_workers = module.params["engines"], module.params["timeout"], module.params["max_workers"]
-    problem = check_params(engines, timeout, max_workers)
-    if problem:
-        module.fail_json(msg=problem)
-    result = probe(engines, timeout, max_workers)
-    module.exit_json(changed=False, **result)
+    module = AnsibleModule(argument_spec=PROBE_SPEC, supports_check_mode=True)
+    try:
+        result = run_probe(module.params)
+    except TaskFailed as err:
+        module.fail_json(msg=str(err), **err.fields)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

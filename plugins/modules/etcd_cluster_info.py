@@ -107,58 +107,18 @@ members:
     server_version: {description: "Its etcd version (empty if it did not answer).", type: str}
 """
 
-import typing as t
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import (
-    CONNECTION_ARGSPEC,
-    EtcdClient,
-    EtcdError,
-    client_from_params,
-    id_hex,
-)
-from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_decide import has_quorum
-from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_membership import (
-    probe_members,
-    quorum,
-)
-
-
-def cluster_info(client: EtcdClient) -> t.Dict[str, t.Any]:
-    cluster_id, members = client.member_list()
-    health = probe_members(client, members)
-    versions = client.version()
-    revision = client.range("/stackfleet/")[0]
-    leaders = {h.leader for h in health.values() if h.healthy and h.leader}
-    leader_id = leaders.pop() if len(leaders) == 1 else 0
-    voters = [m for m in members if not m.is_learner]
-    healthy_voters = sum(1 for m in voters if health[m.id].healthy)
-    rows = []
-    for m in members:
-        h = health[m.id]
-        rows.append(dict(m.to_result(), healthy=h.healthy, reason=h.reason, is_leader=m.id == leader_id,
-                         raft_index=h.raft_index, db_size=h.db_size, server_version=h.version))
-    leader = next(({"id": m.id, "id_hex": m.hex_id, "name": m.name} for m in members if m.id == leader_id), {})
-    return {
-        "cluster_id": id_hex(cluster_id),
-        "version": {"server": versions["etcdserver"], "cluster": versions["etcdcluster"]},
-        "leader": leader,
-        "revision": revision,
-        "healthy": healthy_voters == len(voters),
-        "has_quorum": has_quorum(rows),
-        "quorum": quorum(len(voters)),
-        "fault_tolerance": max(healthy_voters - quorum(len(voters)), 0),
-        "members": rows,
-    }
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_tasks import CLUSTER_INFO_SPEC, run_cluster_info
+from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=dict(CONNECTION_ARGSPEC), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=CLUSTER_INFO_SPEC, supports_check_mode=True)
     try:
-        result = cluster_info(client_from_params(module.params))
-    except EtcdError as err:
-        module.fail_json(msg=str(err), code=err.code)
-    module.exit_json(changed=False, **result)
+        result = run_cluster_info(module.params, module.check_mode, module._diff)
+    except TaskFailed as err:
+        module.fail_json(msg=str(err), **err.fields)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

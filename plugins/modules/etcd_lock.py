@@ -123,23 +123,11 @@ lock:
 """
 
 import os
-import typing as t
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import (
-    CONNECTION_ARGSPEC,
-    EtcdError,
-    client_from_params,
-    id_hex,
-)
-from ansible_collections.stackfleet.cluster.plugins.module_utils._state import (
-    LockRecord,
-    StateError,
-    acquire_lock,
-    lock_key,
-    release_lock,
-    run_identity,
-)
+from ansible_collections.stackfleet.cluster.plugins.module_utils._lock_task import ARGUMENT_SPEC, run
+from ansible_collections.stackfleet.cluster.plugins.module_utils._state import run_identity
+from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
 
 
 def default_holder() -> str:
@@ -147,42 +135,13 @@ def default_holder() -> str:
     return run_identity(os.getppid())
 
 
-def lock_result(name: str, lock: t.Optional[LockRecord]) -> t.Dict[str, t.Any]:
-    if lock is None:
-        return {}
-    return {"key": lock_key(name), "holder": lock.holder, "since": lock.since, "lease_id": lock.lease_id,
-            "lease_id_hex": id_hex(lock.lease_id), "ttl": lock.ttl, "ttl_left": lock.ttl_left, "revision": lock.revision}
-
-
 def main() -> None:
-    argument_spec = dict(
-        name=dict(type="str", required=True),
-        state=dict(type="str", default="acquired", choices=["acquired", "released"]),
-        holder=dict(type="str"),
-        ttl=dict(type="int", default=60),
-        keep_alive=dict(type="bool", default=True),  # carried out by the action plugin
-        wait_timeout=dict(type="int", default=0),
-        force=dict(type="bool", default=False),
-    )
-    argument_spec.update(CONNECTION_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
-    holder = p["holder"] or default_holder()
-    if p["ttl"] < 1:
-        module.fail_json(msg="ttl must be at least 1 second")
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
-        client = client_from_params(p)
-        if p["state"] == "acquired":
-            lock, changed = acquire_lock(client, p["name"], holder, p["ttl"], p["wait_timeout"],
-                                         check_mode=module.check_mode)
-        else:
-            lock, changed = release_lock(client, p["name"], holder, force=p["force"], check_mode=module.check_mode)
-    except StateError as err:
-        lock = getattr(err, "lock", None)
-        module.fail_json(msg=str(err), lock=lock_result(p["name"], lock), holder=holder)
-    except EtcdError as err:
-        module.fail_json(msg=str(err), code=err.code)
-    module.exit_json(changed=changed, lock=lock_result(p["name"], lock), holder=holder)
+        result = run(module.params, module.params["holder"] or default_holder(), module.check_mode)
+    except TaskFailed as err:
+        module.fail_json(msg=str(err), **err.fields)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

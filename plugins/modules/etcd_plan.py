@@ -176,32 +176,17 @@ summary:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_decide import DecisionError, decide
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_tasks import PLAN_SPEC, run_plan
+from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec=dict(
-            members=dict(type="list", elements="dict", default=[]),
-            hosts=dict(type="list", elements="dict", required=True, options=dict(
-                host=dict(type="str", required=True),
-                name=dict(type="str"),
-                peer_url=dict(type="str", required=True),
-                client_url=dict(type="str"),
-                data=dict(type="bool", default=False),
-                record=dict(type="dict"),
-            )),
-            repair_hosts=dict(type="list", elements="str", default=[]),
-            max_removals=dict(type="int", default=-1),
-        ),
-        supports_check_mode=True,
-    )
-    p = module.params
+    module = AnsibleModule(argument_spec=PLAN_SPEC, supports_check_mode=True)
     try:
-        decision = decide(p["members"], p["hosts"], p["repair_hosts"], p["max_removals"])
-    except DecisionError as err:
-        module.fail_json(msg=str(err))
-    module.exit_json(changed=False, **decision)
+        result = run_plan(module.params, module.check_mode, module._diff)
+    except TaskFailed as err:
+        module.fail_json(msg=str(err), **err.fields)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -113,54 +113,18 @@ key:
   sample: /stackfleet/prod/placement
 """
 
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import (
-    CONNECTION_ARGSPEC,
-    EtcdError,
-    client_from_params,
-)
-from ansible_collections.stackfleet.cluster.plugins.module_utils._state import (
-    RevisionConflict,
-    StateError,
-    record_result,
-    run_identity,
-    write_placement,
-)
-
-
-def default_writer() -> str:
-    return run_identity()
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_tasks import STATE_SPEC, run_state
+from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
 
 
 def main() -> None:
-    argument_spec = dict(
-        cluster=dict(type="str", required=True),
-        placement=dict(type="dict", required=True),
-        spec_hash=dict(type="str", default=""),
-        updated_by=dict(type="str"),
-        expected_revision=dict(type="int"),
-        ports=dict(type="dict", default={}),
-    )
-    argument_spec.update(CONNECTION_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    p = module.params
-    cluster = p["cluster"]
+    module = AnsibleModule(argument_spec=STATE_SPEC, supports_check_mode=True)
     try:
-        record, previous, changed = write_placement(
-            client_from_params(p), cluster, p["placement"], expected_revision=p["expected_revision"], spec_hash=p["spec_hash"],
-            updated_by=p["updated_by"] or default_writer(), check_mode=module.check_mode, ports=p["ports"])
-    except RevisionConflict as err:
-        module.fail_json(msg=str(err), revision=err.current, expected_revision=err.expected)
-    except StateError as err:
-        module.fail_json(msg=str(err))
-    except EtcdError as err:
-        module.fail_json(msg=str(err), code=err.code)
-    result = record_result(cluster, record)
-    if module._diff:
-        result["diff"] = {"before": {"placement": previous.placement if previous else {}},
-                          "after": {"placement": record.placement}}
-    module.exit_json(changed=changed, **result)
+        result = run_state(module.params, module.check_mode, module._diff)
+    except TaskFailed as err:
+        module.fail_json(msg=str(err), **err.fields)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -82,26 +82,17 @@ key:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import (
-    CONNECTION_ARGSPEC,
-    EtcdError,
-    client_from_params,
-)
-from ansible_collections.stackfleet.cluster.plugins.module_utils._state import StateError, read_record, record_result
+from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd_tasks import STATE_INFO_SPEC, run_state_info
+from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
 
 
 def main() -> None:
-    argument_spec = dict(cluster=dict(type="str", required=True))
-    argument_spec.update(CONNECTION_ARGSPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    cluster = module.params["cluster"]
+    module = AnsibleModule(argument_spec=STATE_INFO_SPEC, supports_check_mode=True)
     try:
-        record = read_record(client_from_params(module.params), cluster)
-    except StateError as err:
-        module.fail_json(msg=str(err))
-    except EtcdError as err:
-        module.fail_json(msg=str(err), code=err.code)
-    module.exit_json(changed=False, **record_result(cluster, record))
+        result = run_state_info(module.params, module.check_mode, module._diff)
+    except TaskFailed as err:
+        module.fail_json(msg=str(err), **err.fields)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -214,39 +214,61 @@ def collections_root() -> str:
 
 def start(connection: t.Mapping[str, t.Any], name: str, holder: str, ttl: int, owner_pid: int,
           python: t.Optional[str] = None) -> t.Tuple[t.Dict[str, t.Any], bool]:
-    """Start the keeper of lock `name` for the run `owner_pid` (before the lock is taken: it
-    finds the lease of `holder` itself); returns (its state, whether it was started now). A
-    keeper this run already has for the lock is left alone: it keeps whatever lease the holder has.
-    """
+    """Start the keeper of lock `name` for the run `owner_pid` and wait until it runs; returns
+    (its state, whether it was started now). See spawn()."""
+    current, proc = spawn(connection, name, holder, ttl, owner_pid, python)
+    if proc is None:
+        return current or {}, False
+    return wait_started(proc, name, owner_pid), True
+
+
+def spawn(connection: t.Mapping[str, t.Any], name: str, holder: str, ttl: int, owner_pid: int,
+          python: t.Optional[str] = None) -> t.Tuple[t.Optional[t.Dict[str, t.Any]], t.Optional[subprocess.Popen[bytes]]]:
+    """Launch the keeper of lock `name` for the run `owner_pid` without waiting for it (it needs
+    most of a second to import; the caller takes the lock meanwhile, then calls wait_started).
+    Launched before the lock is taken: it finds the lease of `holder` itself, so a run interrupted
+    right after the take is covered. Returns (state, None) when this run already has a keeper for
+    the lock (it keeps whatever lease the holder has), else (None, the new process)."""
     path = state_path(name, owner_pid)
     current = read_state(path)
     if current and _is_keeper(current):
-        return current, False
+        return current, None
     prune_logs()
     job = {"connection": dict(connection), "name": name, "holder": holder, "ttl": ttl, "owner_pid": owner_pid,
            "owner_start": process_start(owner_pid), "state_file": path}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (collections_root(), env.get("PYTHONPATH")) if p)
-    log_path = path[:-len(".json")] + ".log"
-    with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as log:
+    with open(os.open(_log_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as log:
         proc = subprocess.Popen([python or sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=log,
                                 stderr=subprocess.STDOUT, cwd="/", env=env, close_fds=True, start_new_session=True)
     if proc.stdin is None:  # stdin=PIPE always gives one; say so for type checkers
         raise RuntimeError("lock keeper started without a stdin pipe")
     proc.stdin.write(json.dumps(job).encode("utf-8"))
     proc.stdin.close()
+    return None, proc
+
+
+def wait_started(proc: subprocess.Popen[bytes], name: str, owner_pid: int) -> t.Dict[str, t.Any]:
+    """Wait until the keeper `proc` has written its state (it runs); KeeperError with its log if
+    it exits or does not within START_TIMEOUT (then it is killed)."""
+    path = state_path(name, owner_pid)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         state = read_state(path)
         if state and state.get("pid") == proc.pid:
-            return state, True
+            return state
         if proc.poll() is not None:
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     if proc.poll() is None:
         proc.kill()
-    with open(log_path, errors="replace") as handle:
+        proc.wait()
+    with open(_log_path(path), errors="replace") as handle:
         raise KeeperError("the lock keeper did not start (exit %s): %s" % (proc.poll(), handle.read()[-2000:]))
+
+
+def _log_path(state_file: str) -> str:
+    return state_file[:-len(".json")] + ".log"
 
 
 def stop(name: str, owner_pid: int) -> t.Optional[t.Dict[str, t.Any]]:
@@ -265,7 +287,7 @@ def stop(name: str, owner_pid: int) -> t.Optional[t.Dict[str, t.Any]]:
         while alive(pid, current.get("pid_start")) and time.monotonic() < deadline:
             time.sleep(0.05)
     _remove(path)
-    _remove(path[:-len(".json")] + ".log")  # a released lock leaves nothing; an abandoned one leaves its log
+    _remove(_log_path(path))  # a released lock leaves nothing; an abandoned one leaves its log
     return current
 
 

@@ -1,0 +1,72 @@
+# -*- coding: utf-8 -*-
+# Copyright: stackfleet contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Running a controller-side module's logic in the task's own worker process.
+
+The etcd modules are network clients that site.yml runs on the controller (hosts: localhost,
+or delegate_to: localhost). Sent as a module, each such task pays for packing, starting and
+unpacking a Python process (0.3-0.8 s on a loaded controller, docs/performance.md) to make one or
+two HTTP calls. Their action plugins run the same logic (module_utils) in the worker instead,
+when that gives the same answer as the module would: the task runs on the controller (a local
+connection), without privilege escalation, async or a task `environment:` (the module would see
+those; the worker does not).
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.plugins.action import ActionBase
+from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
+
+LOCAL_TRANSPORTS = ("local", "ansible.builtin.local")
+
+
+def runs_in_worker(action: t.Any) -> bool:
+    """True when action's task may run its logic in this worker with the module's result."""
+    task = action._task
+    return (getattr(action._connection, "transport", None) in LOCAL_TRANSPORTS
+            and not action._play_context.become and not task.async_val and not task.environment)
+
+
+def validate(argument_spec: t.Mapping[str, t.Any], args: t.Mapping[str, t.Any],
+             **rules: t.Any) -> t.Tuple[t.Optional[t.Dict[str, t.Any]], t.Optional[str]]:
+    """(parameters, None) as AnsibleModule would validate `args` (aliases, fallbacks, defaults),
+    or (None, the error message a module would fail with)."""
+    checked = ArgumentSpecValidator(argument_spec, **rules).validate(dict(args))
+    if checked.error_messages:
+        return None, "; ".join(checked.error_messages)
+    return checked.validated_parameters, None
+
+
+class InWorkerAction(ActionBase):
+    """The action plugin of a module whose logic is a module_utils function of its parameters:
+    run in this worker when runs_in_worker(), else the module as usual. Subclasses set MODULE
+    (its FQCN), ARGUMENT_SPEC and WORK, a staticmethod (params, check_mode, diff) -> result that
+    raises TaskFailed; the module's main() calls the same function."""
+
+    MODULE = ""
+    ARGUMENT_SPEC: t.Dict[str, t.Any] = {}
+    WORK: t.Optional[t.Callable[..., t.Dict[str, t.Any]]] = None
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _supports_async = True  # an async task runs the module
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        if not runs_in_worker(self):
+            wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
+            result.update(self._execute_module(module_name=self.MODULE, task_vars=task_vars, wrap_async=wrap_async))
+            if not wrap_async:
+                self._remove_tmp_path(self._connection._shell.tmpdir)
+            return result
+        params, error = validate(self.ARGUMENT_SPEC, self._task.args)
+        if error:
+            result.update(failed=True, changed=False, msg=error)
+            return result
+        try:
+            result.update(self.WORK(params, bool(self._task.check_mode), bool(self._task.diff)))
+        except TaskFailed as err:
+            result.update(err.fields, failed=True, changed=False, msg=str(err))
+        return result
