@@ -317,7 +317,8 @@ def plan(
     mode) are references a real run pulls first; an absent one makes its container change.
     With `replace` false, containers that need replacing are PENDING instead. An empty `docs`
     removes nothing unless `prune_all`. Leftover temporary containers (TEMP_SUFFIX) of an
-    interrupted replacement are always removed.
+    interrupted replacement are removed, except one that runs while its stopped container waits
+    for a replacement (PENDING): it is the instance's only running copy until that replacement.
 
     `configs` maps container names to their real configuration as documents
     (`_docker.doc_from_inspect`): in-place fields that differ make an UPDATE (or a RECREATE when
@@ -376,8 +377,20 @@ def plan(
         pending = [Action(a.name, PENDING, "%s (%s)" % (a.reason, held), a.doc, a.observed, a.fields) for a in rollout if a.action == RECREATE]
         rollout = [a for a in rollout if a.action != RECREATE]
     wanted = {d["name"] for d in docs}
-    removals = [Action(o.name, REMOVE, "leftover of an interrupted replacement", None, o)
-                for o in sorted(observed, key=lambda o: o.name) if is_temp(o.name)]
+    removals = []
+    waiting = {a.name for a in pending}
+    for obs in sorted(observed, key=lambda o: o.name):
+        if not is_temp(obs.name):
+            continue
+        base = have.get(obs.name[:-len(TEMP_SUFFIX)])
+        if obs.state == "running" and base is not None and base.state != "running" and base.name in waiting:
+            # A replacement interrupted after the old container was stopped and the new one started (its run
+            # was killed): the new one is the only copy running. Removing it now would leave the instance
+            # down until its pending replacement; it goes when that replacement runs (replace: true).
+            warnings.append("%s runs in place of the stopped %s (a replacement was interrupted): kept running until %s "
+                            "is replaced" % (obs.name, base.name, base.name))
+            continue
+        removals.append(Action(obs.name, REMOVE, "leftover of an interrupted replacement", None, obs))
     if prune and not docs and not prune_all and have:
         warnings.append("no container documents for cluster %s on this host: nothing is removed (%d container(s) of the "
                         "cluster stay); set prune_all: true to empty the host" % (

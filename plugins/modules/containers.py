@@ -267,7 +267,9 @@ notes:
   - Images are pulled before anything else. In check mode nothing is pulled; an image that is not on the host is a
     change (RV(pulled) lists it, and its containers show as to be created or replaced).
   - An interrupted run (engine or controller gone mid-replacement) is repaired by the next one, which removes a
-    leftover C(<name>.sf-next) container and starts or replaces the old one.
+    leftover C(<name>.sf-next) container and starts or replaces the old one. With O(replace=false), a running
+    C(<name>.sf-next) whose old container is stopped and waits for its replacement is the only copy up, so it is kept
+    (with a warning) until the replacement, which removes it first.
   - A container edited by hand is repaired when the edit is visible in one listing - removed, stopped, paused, renamed,
     or recreated without the stackfleet labels or with other ones. A hand-made copy that carries the exact labels of
     the original (including the config hash) is taken as the original.

@@ -219,6 +219,26 @@ def test_leftover_temporary_container_is_removed_and_the_old_one_restarted():
     assert actions(p) == [(d["name"], cv.CREATE), (cv.temp_name(d["name"]), cv.REMOVE)]
 
 
+def test_a_killed_replacement_keeps_its_running_new_copy_until_the_replacement_runs():
+    """A run killed after stopping the old container and starting the new one leaves the new one (temporary
+    name) as the only copy running: phase 1 (replace false) keeps it, the replacement (replace true) removes it
+    and replaces the old container; never both gone for the time in between."""
+    d = doc(env={"VERSION": "2"})
+    old = seen(doc(env={"VERSION": "1"}), state="exited", status="Exited (0) 5 seconds ago")
+    temp = seen(d, name=cv.temp_name(d["name"]), state="running")
+    images = {"local/busybox:1": IMG}
+    p = cv.plan([d], [old, temp], images, replace=False)
+    assert actions(p) == [(d["name"], cv.PENDING)] and not p.changed
+    assert "%s runs in place of the stopped %s" % (temp.name, d["name"]) in p.warnings[0]
+    p = cv.plan([d], [old, temp], images)
+    assert actions(p) == [(d["name"], cv.RECREATE), (temp.name, cv.REMOVE)]
+    # Not once the old container runs again, nor when it is current (it is started), nor when the new one is not running.
+    assert (temp.name, cv.REMOVE) in actions(cv.plan([d], [seen(doc(env={"VERSION": "1"})), temp], images, replace=False))
+    assert (temp.name, cv.REMOVE) in actions(cv.plan([d], [seen(d, state="exited"), temp], images, replace=False))
+    stopped = seen(d, name=cv.temp_name(d["name"]), state="exited")
+    assert (temp.name, cv.REMOVE) in actions(cv.plan([d], [old, stopped], images, replace=False))
+
+
 def _recreates(names, **docfields):
     return [cv.Action(n, cv.RECREATE, "x", doc(n, **docfields)) for n in names]
 
