@@ -11,7 +11,8 @@ Key layout (docs/etcd.md "Rollouts"):
 
     /stackfleet/<cluster>/rollout              JSON {revision, spec_hash, scale, hosts, unavailable,
                                                      holder, digests, planned_at, planned_by}
-    /stackfleet/<cluster>/converged/<host>     JSON {revision, at, by}: the host converged from that plan
+    /stackfleet/<cluster>/converged/<host>     JSON {revision, rollout, at, by}: the host converged from that plan,
+                                               in the rollout whose lock holder is `rollout`
 
 `revision` is the placement record's revision the rollout was planned at; `hosts` maps every host
 the plan was made over to its address (what siblings' references resolve to), `unavailable` names
@@ -123,11 +124,15 @@ def decode_rollout(raw: bytes, where: str) -> Rollout:
         raise RolloutError("%s is not a valid stackfleet rollout record: %s" % (where, err))
 
 
-def decode_converged(raw: bytes) -> int:
-    """The plan revision a host reported converging from; 0 when the value is unreadable."""
+def decode_converged(raw: bytes, holder: t.Optional[str] = None) -> int:
+    """The plan revision a host reported converging from; 0 when the value is unreadable, or, with
+    `holder`, when the report is another rollout's: a re-plan that leaves the placement as it was
+    keeps its revision, and an earlier rollout's report must not count for the new one."""
     try:
         doc = json.loads(raw.decode("utf-8"))
-        return int(doc.get("revision") or 0) if isinstance(doc, dict) else 0
+        if not isinstance(doc, dict) or (holder is not None and doc.get("rollout") != holder):
+            return 0
+        return int(doc.get("revision") or 0)
     except (ValueError, TypeError, UnicodeDecodeError):
         return 0
 
@@ -199,12 +204,13 @@ def keep_old_copies(placement: t.Mapping[str, str], converged: t.Mapping[str, in
 # ---------------------------------------------------------------- etcd
 
 def read_rollout(client: EtcdClient, cluster: str) -> t.Tuple[t.Optional[Rollout], t.Dict[str, int]]:
-    """(the rollout record or None, host -> revision each host reported converging from)."""
+    """(the rollout record or None, host -> revision each host reported converging from in this rollout)."""
     _rev, kvs = client.range(rollout_key(cluster))
     rollout = decode_rollout(kvs[0].value, rollout_key(cluster)) if kvs else None
     prefix = converged_prefix(cluster).encode("utf-8")
     _rev, reported = client.range(prefix, prefix=True)
-    converged = {kv.key[len(prefix):].decode("utf-8", "replace"): decode_converged(kv.value) for kv in reported}
+    holder = rollout.holder if rollout else None
+    converged = {kv.key[len(prefix):].decode("utf-8", "replace"): decode_converged(kv.value, holder) for kv in reported}
     return rollout, converged
 
 
@@ -237,11 +243,14 @@ def renew(client: EtcdClient, lock: LockRecord) -> int:
 
 
 def report_converged(client: EtcdClient, cluster: str, hosts: t.Iterable[str], revision: int, by: str,
-                     converged: t.Optional[t.Mapping[str, int]] = None, check_mode: bool = False) -> t.List[str]:
-    """Record `hosts` as converged from `revision`; returns those that had not reported it yet."""
+                     converged: t.Optional[t.Mapping[str, int]] = None, check_mode: bool = False,
+                     holder: str = "") -> t.List[str]:
+    """Record `hosts` as converged from `revision` in the rollout of `holder`; returns those that had not
+    reported it yet."""
     at = utc_now()
     fresh = sorted(h for h in set(hosts) if (converged or {}).get(h) != revision)
     for host in fresh:
         if not check_mode:
-            client.put(converged_key(host=host, cluster=cluster), json.dumps({"revision": revision, "at": at, "by": by}, sort_keys=True))
+            client.put(converged_key(host=host, cluster=cluster),
+                       json.dumps({"revision": revision, "rollout": holder, "at": at, "by": by}, sort_keys=True))
     return fresh

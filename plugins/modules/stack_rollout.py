@@ -266,7 +266,7 @@ def report(module, client, text):
     spec, record, rollout, converged = _checked(module, client, text)
     live, _skipped = _rollout.slice_hosts(rollout, [str(h) for h in module.params["hosts"]])
     fresh = _rollout.report_converged(client, spec.cluster, live, rollout.revision, run_identity(), converged,
-                                      check_mode=module.check_mode)
+                                      check_mode=module.check_mode, holder=rollout.holder)
     converged.update({h: rollout.revision for h in live})
     module.exit_json(changed=bool(fresh), reported=fresh, cluster=spec.cluster, revision=rollout.revision, holder=rollout.holder,
                      keep=",".join(_rollout.keep_old_copies(record.placement, converged, rollout.revision)),

@@ -106,3 +106,16 @@ def test_converged_values():
     assert _rollout.decode_converged(b'{"revision": 42}') == 42
     assert _rollout.decode_converged(b"garbage") == 0
     assert _rollout.decode_converged(b"[1]") == 0
+
+
+def test_a_report_counts_only_for_the_rollout_that_made_it():
+    """A re-plan that leaves the placement as it was (an env or image change) keeps the record's revision: the
+    hosts' reports of the rollout before must not count for the new one (its lock holder differs)."""
+    mine = b'{"revision": 42, "rollout": "rollout-20261203T140000Z-7", "at": "x", "by": "awx-job-9"}'
+    assert _rollout.decode_converged(mine, "rollout-20261203T140000Z-7") == 42
+    assert _rollout.decode_converged(mine, "rollout-20261203T150000Z-8") == 0
+    assert _rollout.decode_converged(b'{"revision": 42}', "rollout-20261203T150000Z-8") == 0  # a report without its rollout
+    placement = {"app-1": "h1", "app-2": "h2"}
+    converged = {"h1": _rollout.decode_converged(mine, "rollout-20261203T150000Z-8"), "h2": 42}
+    assert _rollout.not_converged(placement, converged, 42) == ["h1"]
+    assert _rollout.keep_old_copies(placement, converged, 42) == ["app-1"]
