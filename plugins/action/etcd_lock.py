@@ -91,10 +91,11 @@ class ActionModule(ActionBase):
         """The module's result, from this worker when the task runs on the controller."""
         if not _in_worker.runs_in_worker(self):
             return self._execute_module(module_name="stackfleet.cluster.etcd_lock", module_args=args, task_vars=task_vars)
-        params, error = _in_worker.validate(_lock_task.ARGUMENT_SPEC, args)
+        params, error, secrets = _in_worker.validate(_lock_task.ARGUMENT_SPEC, args)
         if error:
             return {"failed": True, "changed": False, "msg": error}
         try:
-            return _lock_task.run(params, params["holder"], bool(self._task.check_mode))
+            outcome = _lock_task.run(params, params["holder"], bool(self._task.check_mode))
         except TaskFailed as err:
-            return dict(err.fields, failed=True, changed=False, msg=str(err))
+            outcome = dict(err.fields, failed=True, changed=False, msg=str(err))
+        return _in_worker.scrubbed(outcome, secrets)  # as the module's exit_json/fail_json would

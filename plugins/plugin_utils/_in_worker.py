@@ -17,6 +17,7 @@ from __future__ import annotations
 import typing as t
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
 from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
 
@@ -31,13 +32,20 @@ def runs_in_worker(action: t.Any) -> bool:
 
 
 def validate(argument_spec: t.Mapping[str, t.Any], args: t.Mapping[str, t.Any],
-             **rules: t.Any) -> t.Tuple[t.Optional[t.Dict[str, t.Any]], t.Optional[str]]:
-    """(parameters, None) as AnsibleModule would validate `args` (aliases, fallbacks, defaults),
-    or (None, the error message a module would fail with)."""
+             **rules: t.Any) -> t.Tuple[t.Optional[t.Dict[str, t.Any]], t.Optional[str], t.Set[str]]:
+    """As AnsibleModule validates `args` (aliases, fallbacks, defaults): (parameters, None, secrets)
+    or (None, the error a module would fail with, secrets); secrets are the no_log options' values."""
     checked = ArgumentSpecValidator(argument_spec, **rules).validate(dict(args))
+    secrets = set(checked._no_log_values)
     if checked.error_messages:
-        return None, "; ".join(checked.error_messages)
-    return checked.validated_parameters, None
+        return None, scrubbed("; ".join(checked.error_messages), secrets), secrets
+    return checked.validated_parameters, None, secrets
+
+
+def scrubbed(result: t.Any, secrets: t.Iterable[str]) -> t.Any:
+    """`result` with every no_log value masked, as AnsibleModule.exit_json and fail_json mask a module's result."""
+    secrets = set(secrets)
+    return remove_values(result, secrets) if secrets else result
 
 
 class InWorkerAction(ActionBase):
@@ -61,12 +69,13 @@ class InWorkerAction(ActionBase):
             if not wrap_async:
                 self._remove_tmp_path(self._connection._shell.tmpdir)
             return result
-        params, error = validate(self.ARGUMENT_SPEC, self._task.args)
+        params, error, secrets = validate(self.ARGUMENT_SPEC, self._task.args)
         if error:
-            result.update(failed=True, changed=False, msg=error)
-            return result
-        try:
-            result.update(self.WORK(params, bool(self._task.check_mode), bool(self._task.diff)))
-        except TaskFailed as err:
-            result.update(err.fields, failed=True, changed=False, msg=str(err))
+            outcome = {"failed": True, "changed": False, "msg": error}
+        else:
+            try:
+                outcome = self.WORK(params, bool(self._task.check_mode), bool(self._task.diff))
+            except TaskFailed as err:
+                outcome = dict(err.fields, failed=True, changed=False, msg=str(err))
+        result.update(scrubbed(outcome, secrets))  # as the module's exit_json/fail_json would
         return result

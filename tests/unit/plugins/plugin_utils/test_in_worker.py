@@ -69,6 +69,22 @@ def test_a_failure_keeps_its_fields(monkeypatch):
 
 def test_validate_applies_defaults_aliases_and_fallbacks(monkeypatch):
     monkeypatch.setenv("ETCDCTL_ENDPOINTS", "https://x:2379")
-    params, error = _in_worker.validate(_etcd_tasks.STATE_INFO_SPEC, {"cluster": "prod", "cacert": "/ca.pem"})
-    assert error is None and params["endpoints"] == ["https://x:2379"] and params["ca_cert"] == "/ca.pem"
+    params, error, secrets = _in_worker.validate(_etcd_tasks.STATE_INFO_SPEC, {"cluster": "prod", "cacert": "/ca.pem"})
+    assert error is None and params["endpoints"] == ["https://x:2379"] and params["ca_cert"] == "/ca.pem" and not secrets
     assert _in_worker.validate(_etcd_tasks.STATE_INFO_SPEC, {})[1] == "missing required arguments: cluster"
+
+
+def test_no_log_values_are_masked_in_the_result_as_a_module_masks_them(monkeypatch):
+    monkeypatch.setenv("ETCDCTL_PASSWORD", "s3cret-pw")
+
+    def leak(params, check_mode, diff):
+        raise TaskFailed("auth failed for root:%s" % params["password"], tried=[params["password"]])
+
+    class StateInfo(EtcdPlanAction):
+        ARGUMENT_SPEC = _etcd_tasks.STATE_INFO_SPEC
+        WORK = staticmethod(leak)
+
+    plugin = action({"cluster": "prod"})
+    plugin.__class__ = StateInfo
+    result = plugin.run(task_vars={})
+    assert "s3cret-pw" not in str(result) and result["msg"] == "auth failed for root:********"
