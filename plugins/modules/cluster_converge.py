@@ -225,98 +225,27 @@ skipped_hosts:
   sample: []
 """
 
-from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
-from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import connect, resolve_endpoint
-from ansible_collections.stackfleet.cluster.plugins.module_utils._fleet import endpoint_params
-from ansible_collections.stackfleet.cluster.plugins.module_utils._host_converge import (
-    DOCUMENT_SPEC,
-    OPTIONS_ARGSPEC,
-    Options,
-    converge_fleet,
-    given_keys,
-)
-from ansible_collections.stackfleet.cluster.plugins.module_utils._invocation import NO_LOG_VALUE, ScrubbingModule, scrub_documents
-
-_DOCUMENTS = ArgumentSpecValidator(dict(containers=dict(type="list", elements="dict", required=True, options=DOCUMENT_SPEC)))
-
-
-def scrubbed(params):
-    """`params` with every host's documents' env values masked and `secrets` hidden."""
-    args = dict(params)
-    hosts = params.get("hosts")
-    if isinstance(hosts, dict):
-        args["hosts"] = {host: dict(spec, containers=scrub_documents(spec.get("containers")))
-                         if isinstance(spec, dict) and isinstance(spec.get("containers"), list) else spec
-                         for host, spec in hosts.items()}
-    if args.get("secrets"):
-        args["secrets"] = NO_LOG_VALUE
-    return args
+from ansible_collections.stackfleet.cluster.plugins.module_utils._converge_tasks import CLUSTER_SPEC, run_cluster, scrubbed_cluster
+from ansible_collections.stackfleet.cluster.plugins.module_utils._invocation import ScrubbingModule
+from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
 
 
 class Module(ScrubbingModule):
     """The containers module's scrubbing logger, over every host's documents."""
 
-    scrub = staticmethod(scrubbed)
-
-
-def typed_hosts(hosts):
-    """host -> {containers: typed documents, connection: options}, or raise ValueError naming the key."""
-    typed = {}
-    for host, spec in hosts.items():
-        if not isinstance(spec, dict):
-            raise ValueError("hosts.%s must be a mapping with containers and connection" % host)
-        unknown = sorted(set(spec) - {"containers", "connection"})
-        if unknown:
-            raise ValueError("hosts.%s: unknown key(s) %s (containers, connection)" % (host, ", ".join(unknown)))
-        connection = spec.get("connection") or {}
-        if not isinstance(connection, dict):
-            raise ValueError("hosts.%s.connection must be a mapping of connection options" % host)
-        raw = spec.get("containers")
-        if not isinstance(raw, list):
-            raise ValueError("hosts.%s.containers must be a list of container documents" % host)
-        checked = _DOCUMENTS.validate(dict(containers=raw))
-        if checked.error_messages:
-            raise ValueError("hosts.%s.containers: %s" % (host, "; ".join(checked.error_messages)))
-        typed[host] = dict(containers=given_keys(checked.validated_parameters["containers"], raw), connection=connection)
-    return typed
+    scrub = staticmethod(scrubbed_cluster)
 
 
 def main():
-    argument_spec = dict(
-        cluster=dict(type="str", required=True),
-        hosts=dict(type="dict", required=True),
-        host_parallel=dict(type="int", default=16),
-        serial=dict(type="bool", default=False),
-        report_unchanged=dict(type="bool", default=True),
-    )
-    argument_spec.update(OPTIONS_ARGSPEC)
-    module = Module(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    result = dict(changed=False, hosts={}, failed_hosts=[], skipped_hosts=[], invocation={"module_args": scrubbed(params)})
-    if params["max_parallel"] < 1 or params["host_parallel"] < 1:
-        module.fail_json(msg="max_parallel and host_parallel must be at least 1", **result)
+    module = Module(argument_spec=CLUSTER_SPEC, supports_check_mode=True)
     try:
-        hosts = typed_hosts(params["hosts"])
-    except ValueError as exc:
-        module.fail_json(msg=str(exc), **result)
-    urls, endpoints = {}, {}
-    for host, spec in hosts.items():
-        # What the containers module would resolve for this host: its options, the environment, the defaults.
-        endpoints[host] = endpoint_params(spec["connection"])
-        urls[host] = endpoints[host].get("docker_host")
-
-    report = converge_fleet(params["cluster"], hosts, Options.from_params(params, module.check_mode, module._diff),
-                            lambda host, _connection: connect(resolve_endpoint(endpoints[host])), urls,
-                            host_parallel=params["host_parallel"], serial=params["serial"],
-                            report_unchanged=params["report_unchanged"])
-    for warning in report["warnings"]:
+        result = run_cluster(module.params, module.check_mode, module._diff)
+    except TaskFailed as err:
+        result = dict(err.fields, failed=True, msg=str(err))
+    for warning in result.pop("warnings", ()):
         module.warn(warning)
-    result.update(changed=report["changed"], hosts=report["hosts"], failed_hosts=report["failed_hosts"],
-                  skipped_hosts=report["skipped_hosts"])
-    if module._diff:
-        result["diff"] = report["diff"]
-    if report["failed"]:
-        module.fail_json(msg=report["msg"], **result)
+    if result.pop("failed", False):
+        module.fail_json(**result)
     module.exit_json(**result)
 
 

@@ -433,20 +433,9 @@ containers:
 """
 
 from ansible.module_utils.basic import _load_params
-from ansible_collections.stackfleet.cluster.plugins.module_utils._docker import (  # noqa: F401  # pylint: disable=unused-import
-    CONNECTION_ARGSPEC,
-    EngineError,
-    connect,
-    resolve_endpoint,
-)
-from ansible_collections.stackfleet.cluster.plugins.module_utils._host_converge import (  # noqa: F401 - given_keys: this module's API too
-    DOCUMENT_SPEC,
-    OPTIONS_ARGSPEC,
-    Options,
-    converge_host,
-    given_keys,
-)
-from ansible_collections.stackfleet.cluster.plugins.module_utils._invocation import ScrubbingModule, scrubbed
+from ansible_collections.stackfleet.cluster.plugins.module_utils._converge_tasks import CONTAINERS_SPEC, run_containers
+from ansible_collections.stackfleet.cluster.plugins.module_utils._invocation import ScrubbingModule
+from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
 
 
 def _raw_documents(module):
@@ -458,34 +447,15 @@ def _raw_documents(module):
 
 
 def main():
-    argument_spec = dict(
-        cluster=dict(type="str", required=True),
-        containers=dict(type="list", elements="dict", required=True, options=DOCUMENT_SPEC),
-    )
-    argument_spec.update(OPTIONS_ARGSPEC)
-    argument_spec.update(CONNECTION_ARGSPEC)
-    module = ScrubbingModule(argument_spec=argument_spec, supports_check_mode=True)
-    params = module.params
-    docs = given_keys(params["containers"], _raw_documents(module))
-    params["containers"] = docs
-    invocation = {"module_args": scrubbed(params)}
-    result = dict(changed=False, actions=[], pending=[], deferred=[], pulled=[], containers=[], invocation=invocation)
-    if params["max_parallel"] < 1:
-        module.fail_json(msg="max_parallel must be at least 1", **result)
-
-    outcome = converge_host(lambda: connect(resolve_endpoint(params)), params["cluster"], docs,
-                            Options.from_params(params, module.check_mode, module._diff), params.get("docker_host"))
-    for key in result:
-        if key in outcome:
-            result[key] = outcome[key]
-    for warning in outcome["warnings"]:
+    module = ScrubbingModule(argument_spec=CONTAINERS_SPEC, supports_check_mode=True)
+    try:
+        result = run_containers(module.params, _raw_documents(module), module.check_mode, module._diff)
+    except TaskFailed as err:
+        result = dict(err.fields, failed=True, msg=str(err))
+    for warning in result.pop("warnings", ()):
         module.warn(warning)
-    if module._diff and (outcome["actions"] or not outcome["failed"]):  # planned: the diff, even when a container failed
-        result["diff"] = outcome["diff"]
-    if outcome["failed"]:
-        if outcome["errors"]:
-            result["errors"] = outcome["errors"]
-        module.fail_json(msg=outcome["msg"], **result)
+    if result.pop("failed", False):
+        module.fail_json(**result)
     module.exit_json(**result)
 
 

@@ -52,7 +52,7 @@ class InWorkerAction(ActionBase):
     """The action plugin of a module whose logic is a module_utils function of its parameters:
     run in this worker when runs_in_worker(), else the module as usual. Subclasses set MODULE
     (its FQCN), ARGUMENT_SPEC and WORK, a staticmethod (params, check_mode, diff) -> result that
-    raises TaskFailed; the module's main() calls the same function."""
+    raises TaskFailed (or override work()); the module's main() calls the same function."""
 
     MODULE = ""
     ARGUMENT_SPEC: t.Dict[str, t.Any] = {}
@@ -74,8 +74,12 @@ class InWorkerAction(ActionBase):
             outcome = {"failed": True, "changed": False, "msg": error}
         else:
             try:
-                outcome = self.WORK(params, bool(self._task.check_mode), bool(self._task.diff))
+                outcome = self.work(params, bool(self._task.check_mode), bool(self._task.diff))
             except TaskFailed as err:
                 outcome = dict(err.fields, failed=True, changed=False, msg=str(err))
         result.update(scrubbed(outcome, secrets))  # as the module's exit_json/fail_json would
         return result
+
+    def work(self, params, check_mode, diff):
+        """The module's logic; WORK unless a subclass needs more of the task than its parameters."""
+        return self.WORK(params, check_mode, diff)

@@ -5,7 +5,9 @@
     STACKFLEET_TEST_LAB_PREFIX=.. STACKFLEET_TEST_NET=.. .venv/bin/pytest tests/integration/test_faults_engine.py -v
 """
 import threading
+import time
 
+import docker
 import yaml
 from conftest import VENV_BIN, ansible_playbook, lab_spec, running_lab
 
@@ -33,10 +35,25 @@ def _playbook(lab, path):
     return str(path)
 
 
+def _stop_once_started(lab, timeout=60.0):
+    """Stop the engine as soon as the container runs (the module then waits ~8 s for "healthy"):
+    a fixed delay raced the module's start on a loaded machine and stopped the engine before it."""
+    client = lab.docker_client(1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if client.containers.get("dying.web-1.web").status == "running":
+                break
+        except docker.errors.NotFound:
+            pass
+        time.sleep(0.2)
+    lab.stop_docker(1)
+
+
 def test_an_engine_that_dies_mid_run_is_named_and_the_next_run_converges(tmp_path):
     with running_lab(**LAB) as lab:
         playbook = _playbook(lab, tmp_path / "converge.yml")
-        stopper = threading.Timer(4.0, lab.stop_docker, args=(1,))  # while the module waits for "healthy"
+        stopper = threading.Thread(target=_stop_once_started, args=(lab,))  # while the module waits for "healthy"
         stopper.start()
         try:
             run = ansible_playbook(playbook, "localhost,")

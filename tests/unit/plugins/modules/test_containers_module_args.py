@@ -9,7 +9,7 @@ import sys
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _host_converge
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _converge_tasks, _host_converge
 from ansible_collections.stackfleet.cluster.plugins.module_utils._desired import config_hash
 from ansible_collections.stackfleet.cluster.plugins.modules import containers
 
@@ -36,9 +36,9 @@ def run(args, monkeypatch, engine_calls=None):
 
     def no_engine(endpoint):
         calls.append(endpoint.url)
-        raise containers.EngineError("no engine in unit tests")  # the class main() catches (another test may reload _docker)
+        raise _host_converge.EngineError("no engine in unit tests")  # the class main() catches (another test may reload _docker)
 
-    monkeypatch.setattr(containers, "connect", no_engine)
+    monkeypatch.setattr(_converge_tasks, "connect", no_engine)
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
     with patch_module_args(dict({"cluster": "it", "docker_host": "unix:///nonexistent.sock"}, **args)):

@@ -9,7 +9,7 @@ import sys
 import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _docker, _host_converge, _secrets
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _converge_tasks, _docker, _host_converge, _secrets
 from ansible_collections.stackfleet.cluster.plugins.module_utils._converge import DocumentError
 from ansible_collections.stackfleet.cluster.plugins.modules import containers
 
@@ -54,7 +54,7 @@ def run(args, monkeypatch):
         planned.extend(docs)
         raise DocumentError("stop here (unit test)")
 
-    monkeypatch.setattr(containers, "connect", connect)
+    monkeypatch.setattr(_converge_tasks, "connect", connect)
     monkeypatch.setattr(_host_converge, "plan", plan)
     out = io.StringIO()
     monkeypatch.setattr(sys, "stdout", out)
