@@ -88,3 +88,22 @@ def test_no_log_values_are_masked_in_the_result_as_a_module_masks_them(monkeypat
     plugin.__class__ = StateInfo
     result = plugin.run(task_vars={})
     assert "s3cret-pw" not in str(result) and result["msg"] == "auth failed for root:********"
+
+
+def test_containers_in_worker_masks_secrets_and_env_and_names_the_engine(monkeypatch):
+    from ansible_collections.stackfleet.cluster.plugins.action.containers import ActionModule as ContainersAction
+    from ansible_collections.stackfleet.cluster.plugins.module_utils import _converge_tasks, _host_converge
+
+    def no_engine(endpoint):
+        raise _host_converge.EngineError("cannot reach the Docker engine at %s" % endpoint.url)
+
+    monkeypatch.setattr(_converge_tasks, "connect", no_engine)
+    docs = [{"name": "it.db-1.db", "cluster": "it", "image": "db:1", "env": {"PW": {"secret": "db"}, "USER": "admin-user"}}]
+    plugin = action({"cluster": "it", "containers": docs, "secrets": {"db": "s3cret-db-pw"}, "docker_host": "tcp://192.0.2.9:2376",
+                     "tls": True, "validate_certs": False})
+    plugin.__class__ = ContainersAction
+    result = plugin.run(task_vars={})
+    assert result["failed"] is True and "tcp://192.0.2.9:2376" in result["msg"]
+    assert "s3cret-db-pw" not in str(result) and "admin-user" not in str(result)
+    # the documents as given (no key the task did not set), env values masked, names kept
+    assert result["invocation"]["module_args"]["containers"] == [dict(docs[0], env={"PW": "********", "USER": "********"})]
