@@ -63,7 +63,7 @@ class InWorkerAction(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
-        if not runs_in_worker(self):
+        if not (runs_in_worker(self) and self.available()):
             wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
             result.update(self._execute_module(module_name=self.MODULE, task_vars=task_vars, wrap_async=wrap_async))
             if not wrap_async:
@@ -83,3 +83,8 @@ class InWorkerAction(ActionBase):
     def work(self, params, check_mode, diff):
         """The module's logic; WORK unless a subclass needs more of the task than its parameters."""
         return self.WORK(params, check_mode, diff)
+
+    def available(self):
+        """Whether the logic's libraries import in the controller's Python; if not, the module runs,
+        with the interpreter the task names (which may have them)."""
+        return True

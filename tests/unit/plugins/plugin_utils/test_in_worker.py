@@ -107,3 +107,13 @@ def test_containers_in_worker_masks_secrets_and_env_and_names_the_engine(monkeyp
     assert "s3cret-db-pw" not in str(result) and "admin-user" not in str(result)
     # the documents as given (no key the task did not set), env values masked, names kept
     assert result["invocation"]["module_args"]["containers"] == [dict(docs[0], env={"PW": "********", "USER": "********"})]
+
+
+def test_without_the_docker_sdk_in_the_controller_the_module_runs(monkeypatch):
+    from ansible_collections.stackfleet.cluster.plugins.action.containers import ActionModule as ContainersAction
+    from ansible_collections.stackfleet.cluster.plugins.module_utils import _docker
+
+    monkeypatch.setattr(_docker, "HAS_DOCKER", False)
+    plugin = action({"cluster": "it", "containers": []})
+    plugin.__class__ = ContainersAction
+    assert plugin.run(task_vars={}) == {"ran": "module", "module_name": "stackfleet.cluster.containers"}
