@@ -129,7 +129,7 @@ def bench(checkout, lab, hosts, repeat):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--hosts", default="1,8", help="comma-separated managed host counts")
     parser.add_argument("--repeat", type=int, default=5, help="steady runs per size; the fastest counts")
     parser.add_argument("--checkout", default=ROOT, help="checkout whose role and ansible.cfg run (default: this one)")

@@ -38,7 +38,7 @@ options:
     aliases: [tls_verify]
   ca_path:
     description:
-      - CA certificate that signed the engine's certificate: a file, or the PEM text itself (a value holding C(-----BEGIN)). Only this CA is trusted.
+      - CA certificate that signed the engine's certificate, as a file or as the PEM text itself (a value holding C(-----BEGIN)). Only this CA is trusted.
       - If not set in the task, the environment variable E(STACKFLEET_DOCKER_CA_PATH) is used (one file per variable, as AWX credential
         types inject them); else, when E(DOCKER_CERT_PATH) is set, C(ca.pem) in that directory if it exists.
     type: path
