@@ -13,11 +13,17 @@ the files right and the engine running the old configuration: the next run sees 
 the engine started (its ctime against the pidfile's mtime) and restarts it, fast path or not."""
 import json
 import os
+import shutil
+import socket
+import ssl
 import stat
 import sys
 
 import pytest
 from conftest import REPO, ansible_playbook, lab_spec, running_lab
+
+sys.path.insert(0, os.path.join(REPO, "tests", "lab"))
+import lab_tls  # noqa: E402  # the lab's certificates, made with the openssl CLI
 
 PLAYBOOK = "tests/integration/playbooks/docker_host_fast_path.yml"
 LAB = lab_spec("dh", hosts=1)
@@ -40,12 +46,14 @@ case "$1" in
 esac
 """
 
-# What systemd would start: the lab's dockerd with the options of the role's daemon.json.
+# What systemd would start: the lab's dockerd with the options of the role's daemon.json and the TLS files
+# the role wrote (once there are any).
 DOCKERD_UNIT = """import json, os, sys
 sys.path.insert(0, {lab_dir!r})
 from lab import Lab
 
-OWNED = ("hosts", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey")  # lab flags: the same listener and files
+OWNED = ("hosts", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey")  # lab flags: the same listener
+FILES = {{"--tlscacert": "ca.pem", "--tlscert": "cert.pem", "--tlskey": "key.pem"}}
 
 
 class Unit(Lab):
@@ -58,6 +66,9 @@ class Unit(Lab):
             wanted = {{}}
         with open(os.path.join(host.dir, "daemon.json"), "w") as handle:
             json.dump({{key: value for key, value in wanted.items() if key not in OWNED}}, handle)
+        for index, arg in enumerate(argv[:-1]):
+            if arg in FILES and os.path.exists(os.path.join({tls_dir!r}, FILES[arg])):
+                argv[index + 1] = os.path.join({tls_dir!r}, FILES[arg])
         return argv
 
 
@@ -92,7 +103,7 @@ def host(engine_lab, tmp_path):
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     root = tmp_path / "root"
     (state / "unit.py").write_text(DOCKERD_UNIT.format(lab_dir=os.path.join(REPO, "tests", "lab"), name=lab.name, subnet=lab.subnet,
-                                                       daemon_json=str(root / "etc/docker/daemon.json")))
+                                                       daemon_json=str(root / "etc/docker/daemon.json"), tls_dir=str(root / "etc/docker/tls")))
     inventory = tmp_path / "hosts.yml"
     inventory.write_text("engines:\n  hosts:\n    e1: {ansible_connection: local, ansible_python_interpreter: %s}\n" % sys.executable)
     h1 = lab.host(1)
@@ -230,3 +241,42 @@ def test_an_engine_left_on_its_old_configuration_by_an_interrupted_run_is_restar
     assert engine_labels(engine_lab) == ["sf.test=three"]
     steady = run(docker_host_daemon_options={"labels": ["sf.test=three"]})
     assert steady.rc == 0 and steady.recap["e1"]["changed"] == 0 and not install_tasks_ran(steady)
+
+
+def served_certificate(lab):
+    """The server certificate the engine presents (DER), over a full handshake with the client certificate."""
+    context = ssl.create_default_context(cafile=lab.ca_cert)
+    context.load_cert_chain(lab.client_cert, lab.client_key)
+    host = lab.host(1)
+    with socket.create_connection((host.address, 2376), timeout=10) as sock, \
+            context.wrap_socket(sock, server_hostname=host.address) as tls:
+        return tls.getpeercert(binary_form=True)
+
+
+def test_an_engine_left_on_its_old_certificate_by_an_interrupted_run_is_restarted(host, engine_lab, tmp_path):
+    run, root, state = host
+    assert run().rc == 0
+    h1 = engine_lab.host(1)
+    with open(h1.server_cert) as handle:
+        assert served_certificate(engine_lab) == ssl.PEM_cert_to_DER_cert(handle.read())
+    # A new server certificate from the same CA (a rotation), installed by a run that is cut off before the restart.
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    for name in ("ca.pem", "ca-key.pem"):
+        shutil.copy(os.path.join(engine_lab.tls_dir, name), pki / name)
+    new_cert, new_key = lab_tls.ensure_cert(str(pki), "rotated", h1.name, ["IP:" + h1.address, "DNS:" + h1.name])
+    with open(new_cert) as handle:
+        new_pem = handle.read()
+    new_der = ssl.PEM_cert_to_DER_cert(new_pem)
+    (state / "fail-restart").touch()
+    cut = run(docker_host_tls_cert=new_cert, docker_host_tls_key=new_key)
+    (state / "fail-restart").unlink()
+    assert cut.rc != 0 and (root / "etc/docker/tls/cert.pem").read_text().strip() == new_pem.strip()
+    assert served_certificate(engine_lab) != new_der
+
+    repaired = run(docker_host_tls_cert=new_cert, docker_host_tls_key=new_key)
+    assert repaired.rc == 0, repaired.stdout[-3000:] + repaired.stderr[-2000:]
+    assert "cert.pem changed after the engine started" in repaired.stdout and "key.pem changed after the engine started" in repaired.stdout
+    assert served_certificate(engine_lab) == new_der, "the engine still presents the old certificate"
+    again = run(docker_host_tls_cert=new_cert, docker_host_tls_key=new_key)
+    assert again.rc == 0 and again.recap["e1"]["changed"] == 0 and not install_tasks_ran(again)
