@@ -6,13 +6,17 @@ time, as AWX runs a sliced job on two execution nodes; the finishing run release
 test uses its own cluster name, so its keys and containers are its own.
 """
 import concurrent.futures
+import contextlib
+import json
 import os
 import shutil
+import signal
+import subprocess
 import time
 
 import pytest
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _etcd, _rollout, _state
-from conftest import REPO, lab_spec, running_lab
+from conftest import CA_BUNDLE_ENV, REPO, VENV_BIN, lab_spec, running_lab
 
 LAB = lab_spec("sl", hosts=4, etcd=True)
 
@@ -89,10 +93,10 @@ def converge(run_playbook, inventory, stack, revision, limit=None, **extra):
     return run, time.monotonic() - started
 
 
-def concurrently(run_playbook, inventory, stack, revision, halves):
+def concurrently(run_playbook, inventory, stack, revision, halves, **extra):
     """Both slices at once; [(run, seconds)] in the order of `halves`."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(halves)) as pool:
-        futures = [pool.submit(converge, run_playbook, inventory, stack, revision, half) for half in halves]
+        futures = [pool.submit(converge, run_playbook, inventory, stack, revision, half, **extra) for half in halves]
         return [future.result() for future in futures]
 
 
@@ -269,3 +273,178 @@ def test_slices_as_awx_runs_them(slicing_lab, tmp_path):
     run, _artifacts = job(104, "playbooks/rollout_converge.yml", dict(artifacts, stackfleet_rollout_finish=True))
     assert run.rc == 0, run.stdout.read()[-4000:]
     assert _state.read_lock(client(lab), "sld") is None
+
+
+# Healthy 2 s after it starts: with stack_wait=healthy a replacement waits that long between starting the new
+# container and removing the old one, the window the killed-slice test kills a job in.
+SLOW_STACK = """
+cluster: {cluster}
+services:
+  app:
+    image: local/busybox:1
+    command: ["sh", "-c", "trap 'exit 0' TERM; (sleep 2; touch /tmp/ready) & sleep 2147483647 & wait"]
+    env: {{VERSION: "{version}"}}
+    network_mode: none
+    healthcheck: {{test: ["CMD", "test", "-f", "/tmp/ready"], interval: 1, timeout: 2, retries: 3, start_period: 30}}
+deploy:
+  app: {{count: 4, max_per_host: 1}}
+"""
+
+
+def slow_stack_file(tmp_path, cluster, version):
+    path = tmp_path / ("%s-%s.yml" % (cluster, version))
+    path.write_text(SLOW_STACK.format(cluster=cluster, version=version))
+    return str(path)
+
+
+def start_slice(inventory, stack, revision, limit):
+    """A converge slice's job, started on its own (kill_job kills it with every process it started)."""
+    argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", inventory, os.path.join(REPO, "playbooks", "rollout_converge.yml"),
+            "-e", json.dumps({"stackfleet_stack_file": stack, "stackfleet_plan_revision": revision, "stack_wait": "healthy"}),
+            "--limit", ",".join(limit)]
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_NOCOLOR="1", PYTHONUNBUFFERED="1",
+               PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+    for name in CA_BUNDLE_ENV:
+        env.pop(name, None)
+    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+
+
+def _children():
+    """pid -> its child pids, from /proc."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as handle:
+                ppid = int(handle.read().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def kill_job(root):
+    """SIGKILL `root` and every process it started, whatever their session: what a lost execution node does to a
+    job. (ansible-core's workers call setsid, so a signal to ansible-playbook's process group leaves them, and the
+    module they run, to finish the task.) Each is stopped first, so that none starts another meanwhile."""
+    stopped = []
+    for _round in range(10):
+        tree, found, todo = _children(), [], [root]
+        while todo and len(found) < 1000:
+            pid = todo.pop()
+            found.append(pid)
+            todo.extend(tree.get(pid, []))
+        new = [pid for pid in found if pid not in stopped]
+        if not new:
+            break
+        for pid in new:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        stopped.extend(new)
+    for pid in stopped:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return stopped
+
+
+def copies(lab, cluster, hosts=None):
+    """container name (a temporary `.sf-next` one under its instance's name) -> [(host, running, temporary)]."""
+    found = {}
+    for index, host in enumerate(lab.hosts, start=1):
+        if hosts is not None and host.name not in hosts:
+            continue
+        for container in lab.docker_client(index).containers.list(all=True, filters={"label": "io.stackfleet.cluster=%s" % cluster}):
+            found.setdefault(container.name.removesuffix(".sf-next"), []).append(
+                (host.name, container.status == "running", container.name.endswith(".sf-next")))
+    return found
+
+
+def container_changes(run):
+    """Hosts whose containers a run changed (the stack role's converge task), not counting its reports to etcd."""
+    hosts, converging = set(), False
+    for line in run.stdout.splitlines():
+        if line.startswith("TASK ["):
+            converging = line.startswith("TASK [stackfleet.cluster.stack : Converge this host's containers]")
+        elif converging and line.startswith("changed: ["):
+            hosts.add(line[len("changed: ["):].split("]")[0].split(" ")[0])
+    return hosts
+
+
+def test_a_slice_killed_while_replacing_leaves_a_copy_running_and_the_documented_repair_converges(slicing_lab, run_playbook, tmp_path):
+    """One slice's job is killed (SIGKILL to it and every process it started) while it replaces, the other slice running at
+    the same time: every instance still has a copy running, the other slice finishes, the rollout's lock outlives the
+    dead job only for its lease (stackfleet_rollout_ttl), and the documented repair (the plan job again taking the
+    rollout over, then the slices, then the finishing job) converges everything; the finishing run changes nothing."""
+    lab, inventory = slicing_lab
+    names = [h.name for h in lab.hosts]
+    killed, other = names[:2], names[2:]
+    ttl = 120  # longer than the surviving slice takes (it renews the lease when it starts and when it reports)
+    healthy = {"stack_wait": "healthy"}
+    run, _seconds = plan(run_playbook, inventory, slow_stack_file(tmp_path, "sle", "1"))
+    assert run.rc == 0, run.stdout[-4000:]
+    first, _seconds = converge(run_playbook, inventory, slow_stack_file(tmp_path, "sle", "1"),
+                               _state.read_record(client(lab), "sle").revision, stackfleet_rollout_finish=True, **healthy)
+    assert first.rc == 0, first.stdout[-4000:]
+
+    changed = slow_stack_file(tmp_path, "sle", "2")  # an env change: every container is replaced in phase 2
+    run, _seconds = plan(run_playbook, inventory, changed, stackfleet_rollout_ttl=ttl)
+    assert run.rc == 0, run.stdout[-4000:]
+    revision = _state.read_record(client(lab), "sle").revision
+    victim = start_slice(inventory, changed, revision, killed)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            survivor = pool.submit(converge, run_playbook, inventory, changed, revision, other, **healthy)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and victim.poll() is None:
+                if any(sorted((up, temporary) for _host, up, temporary in found) == [(False, False), (True, True)]
+                       for found in copies(lab, "sle", killed).values()):
+                    break  # the new copy runs, the old one is stopped: the middle of a replacement
+                time.sleep(0.05)
+            assert victim.poll() is None, "the slice ended before it replaced: %s" % victim.communicate()[0][-3000:]
+            killed_processes = kill_job(victim.pid)
+            victim.communicate(timeout=60)
+            survived, survivor_seconds = survivor.result()
+    finally:
+        if victim.poll() is None:
+            kill_job(victim.pid)
+            victim.communicate(timeout=60)
+    left = copies(lab, "sle")
+    assert sorted(left) == ["sle.app-%d.app" % i for i in range(1, 5)], left
+    assert all(any(up for _host, up, _temporary in found) for found in left.values()), left  # never both gone
+    interrupted = sorted(name for name, found in left.items() if len(found) == 2)  # the old copy and the new one
+    assert interrupted, left  # the job was killed in the middle of a replacement
+    assert survived.rc == 0, survived.stdout[-4000:]  # the other slice waited out the dead one's replacement lock
+    reported = _rollout.read_rollout(client(lab), "sle")[1]
+    assert sorted(host for host, at in reported.items() if at == revision) == other, reported  # only its hosts reported
+
+    # Nobody renews the rollout's lock any more: etcd expires it stackfleet_rollout_ttl after the other slice's report
+    # (measured once with a ttl of 45 s: gone 76 s after the kill; the other slice, which renewed it last, ran 47 s).
+    # The ttl here is short, yet longer than a slice takes on a loaded machine; the repair below takes the rollout over.
+    lock = _state.read_lock(client(lab), "sle")
+    assert lock is not None and lock.holder.startswith("rollout-") and 0 < lock.ttl_left <= ttl, lock
+    print("\n%d processes killed; surviving slice %.1f s; the rollout's lock has %d s of its %d s lease left; interrupted: %s" % (
+        len(killed_processes), survivor_seconds, lock.ttl_left, ttl, ", ".join(interrupted) or "none"))
+
+    # The repair: the plan job again, taking the dead rollout over (once its lease ran out, without), both slices,
+    # the finishing job, which converges every host again and finds nothing left to change.
+    run, _seconds = plan(run_playbook, inventory, changed, stackfleet_rollout_takeover=True)
+    assert run.rc == 0, run.stdout[-4000:]
+    assert _state.read_lock(client(lab), "sle").holder != lock.holder
+    assert _state.read_record(client(lab), "sle").revision == revision  # nothing moved: the same placement revision,
+    assert not any(_rollout.read_rollout(client(lab), "sle")[1].values())  # but the dead rollout's reports count for none
+    repaired = concurrently(run_playbook, inventory, changed, revision, [killed, other], **healthy)
+    for run, _seconds in repaired:
+        assert run.rc == 0, run.stdout[-4000:]
+    said = " ".join((repaired[0][0].stdout + repaired[0][0].stderr).split())  # warnings are wrapped
+    for name in interrupted:  # its phase 1 kept the new copy running (a warning), its phase 2 replaced the old one
+        assert "%s.sf-next runs in place of the stopped %s" % (name, name) in said, repaired[0][0].stderr[-3000:]
+    finish, _seconds = converge(run_playbook, inventory, changed, revision, stackfleet_rollout_finish=True, **healthy)
+    assert finish.rc == 0, finish.stdout[-4000:]
+    assert container_changes(finish) == set(), finish.stdout[-3000:]
+    assert _state.read_lock(client(lab), "sle") is None
+    assert where(lab, "sle") == expected(_state.read_record(client(lab), "sle"), "sle")
+    for index in range(1, len(lab.hosts) + 1):
+        for container in lab.docker_client(index).containers.list(all=True, filters={"label": "io.stackfleet.cluster=sle"}):
+            assert container.status == "running" and "VERSION=2" in container.attrs["Config"]["Env"], container.name
