@@ -4,7 +4,8 @@
 """The lock keeper: keeps a run lock's lease alive exactly as long as the run that took it.
 
 `etcd_lock`'s action plugin starts one keeper per lock and run, on the controller, just
-before it takes the lock, as a detached process run with the controller's own interpreter:
+before it takes the lock, as a detached process in its own session: a fork of the task's worker
+(`spawn`), or, given another interpreter, that interpreter running
 
     python -m ansible_collections.stackfleet.cluster.plugins.plugin_utils._lock_keeper  < job (JSON)
 
@@ -22,6 +23,8 @@ All etcd traffic goes through `_etcd.EtcdClient`.
 
 from __future__ import annotations
 
+import gc
+import io
 import json
 import os
 import signal
@@ -30,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import typing as t
 
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import EtcdClient, EtcdError, client_from_params
@@ -223,12 +227,15 @@ def start(connection: t.Mapping[str, t.Any], name: str, holder: str, ttl: int, o
 
 
 def spawn(connection: t.Mapping[str, t.Any], name: str, holder: str, ttl: int, owner_pid: int,
-          python: t.Optional[str] = None) -> t.Tuple[t.Optional[t.Dict[str, t.Any]], t.Optional[subprocess.Popen[bytes]]]:
-    """Launch the keeper of lock `name` for the run `owner_pid` without waiting for it (it needs
-    most of a second to import; the caller takes the lock meanwhile, then calls wait_started).
-    Launched before the lock is taken: it finds the lease of `holder` itself, so a run interrupted
-    right after the take is covered. Returns (state, None) when this run already has a keeper for
-    the lock (it keeps whatever lease the holder has), else (None, the new process)."""
+          python: t.Optional[str] = None) -> t.Tuple[t.Optional[t.Dict[str, t.Any]], t.Any]:
+    """Launch the keeper of lock `name` for the run `owner_pid` without waiting for it (the caller
+    takes the lock meanwhile, then calls wait_started). Launched before the lock is taken: it finds
+    the lease of `holder` itself, so a run interrupted right after the take is covered.
+
+    By default the keeper is a fork of this process, which has every module it needs loaded (a new
+    interpreter spent 0.3-0.8 s importing them); with `python`, that interpreter runs this module.
+    Returns (state, None) when this run already has a keeper for the lock (it keeps whatever lease
+    the holder has), else (None, the new process: a Popen, or the same interface for the fork)."""
     path = state_path(name, owner_pid)
     current = read_state(path)
     if current and _is_keeper(current):
@@ -236,6 +243,8 @@ def spawn(connection: t.Mapping[str, t.Any], name: str, holder: str, ttl: int, o
     prune_logs()
     job = {"connection": dict(connection), "name": name, "holder": holder, "ttl": ttl, "owner_pid": owner_pid,
            "owner_start": process_start(owner_pid), "state_file": path}
+    if python is None:
+        return None, _fork(job, _log_path(path))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (collections_root(), env.get("PYTHONPATH")) if p)
     with open(os.open(_log_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as log:
@@ -248,7 +257,67 @@ def spawn(connection: t.Mapping[str, t.Any], name: str, holder: str, ttl: int, o
     return None, proc
 
 
-def wait_started(proc: subprocess.Popen[bytes], name: str, owner_pid: int) -> t.Dict[str, t.Any]:
+class Forked:
+    """The parts of Popen that wait_started uses, for a forked keeper (our child until we exit)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: t.Optional[int] = None
+
+    def poll(self) -> t.Optional[int]:
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return self.returncode
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def wait(self) -> t.Optional[int]:
+        while self.poll() is None:
+            time.sleep(0.02)
+        return self.returncode
+
+
+def _fork(job: t.Mapping[str, t.Any], log_path: str) -> Forked:
+    """Fork the keeper, in its own session, its output in `log_path`. The child never returns:
+    it serves the job and leaves with os._exit (no atexit handler or finaliser of the parent's
+    objects - Ansible's worker queues - runs in it)."""
+    pid = os.fork()
+    if pid:
+        return Forked(pid)
+    code = 1
+    inherited = (sys.stdin, sys.stdout, sys.stderr)  # kept referenced: collecting them would close 0-2
+    try:
+        gc.freeze()  # nor is any other object of the parent collected here, closing a descriptor number we reuse
+        os.setsid()
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        null_fd = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null_fd, 0)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.closerange(3, 1 << 16)  # the parent's pipes to ansible-playbook, sockets, files: none is ours
+        sys.stdout = sys.stderr = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+        code = serve(job)
+    except BaseException:  # pylint: disable=broad-except  # whatever happens, the child must not return into the worker
+        try:
+            traceback.print_exc()
+            sys.stderr.flush()
+        except BaseException:  # pylint: disable=broad-except
+            pass
+    finally:
+        del inherited
+        os._exit(code)  # pylint: disable=protected-access
+
+
+def wait_started(proc: t.Any, name: str, owner_pid: int) -> t.Dict[str, t.Any]:
     """Wait until the keeper `proc` has written its state (it runs); KeeperError with its log if
     it exits or does not within START_TIMEOUT (then it is killed)."""
     path = state_path(name, owner_pid)
@@ -324,6 +393,11 @@ def _stopped(signum: int, frame: t.Any) -> None:
 def main() -> int:
     job = json.loads(sys.stdin.read())
     os.close(0)
+    return serve(job)
+
+
+def serve(job: t.Mapping[str, t.Any]) -> int:
+    """The keeper's whole life for `job` (see the module's docstring)."""
     signal.signal(signal.SIGTERM, _stopped)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the run must not stop us first
     path = job["state_file"]

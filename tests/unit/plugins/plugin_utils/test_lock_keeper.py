@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import EtcdConnectionError
@@ -168,3 +169,38 @@ def test_a_lost_lease_is_looked_for_again_while_the_run_lives():
     why = _lock_keeper.run(etcd, "prod", "ctl:42", 42, None, 30, sleep=clock.sleep, clock=clock,
                            is_alive=lambda pid, start: clock.now < 60, found=lambda lease, i: found.append(lease))
     assert found == [7, 8] and why == "owner gone" and etcd.revoked == [8]
+
+
+# ---------------------------------------------------------------- the forked keeper (a real process, no etcd)
+
+def test_a_forked_keeper_runs_detached_and_ends_with_its_run(tmp_path, monkeypatch):
+    """spawn() forks the keeper into its own session; it writes its state, waits for a lock that
+    never comes (nothing listens on the endpoint), and ends, removing its state, once the run is gone."""
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setattr(_lock_keeper.tempfile, "gettempdir", lambda: str(tmp_path))
+    run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # stands for ansible-playbook
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: connections are refused
+    connection = {"endpoints": ["http://127.0.0.1:%d" % port], "ca_cert": None, "client_cert": None, "client_key": None,
+                  "validate_certs": True, "user": None, "password": None, "timeout": 1.0}
+    try:
+        current, proc = _lock_keeper.spawn(connection, "prod", "ctl:1", 30, run.pid)
+        assert current is None and isinstance(proc, _lock_keeper.Forked)
+        state = _lock_keeper.wait_started(proc, "prod", run.pid)
+        assert state["pid"] == proc.pid and state["owner_pid"] == run.pid and state["lease_id"] == 0
+        assert os.getsid(proc.pid) == proc.pid  # its own session: a Ctrl-C to the run does not reach it
+        assert _lock_keeper.spawn(connection, "prod", "ctl:1", 30, run.pid) == (state, None)  # one keeper per lock and run
+    finally:
+        run.kill()
+        run.wait()
+    deadline = time.monotonic() + 10
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.returncode == 0
+    assert not os.path.exists(_lock_keeper.state_path("prod", run.pid))
+    with open(_lock_keeper.state_path("prod", run.pid)[:-len(".json")] + ".log") as log:
+        assert "waiting for ctl:1 to take lock 'prod'" in log.read()
