@@ -76,7 +76,7 @@ class ActionModule(ActionBase):
             except _lock_keeper.KeeperError as err:
                 if not result.get("failed"):  # taken: give it back rather than hold it unkept
                     self._take_or_release(dict(args, state="released"), task_vars)
-                result.update(failed=True, changed=False, msg="cannot keep lock %r alive, so gave it back: %s" % (name, err))
+                result.update(failed=True, changed=False, msg="took lock %r but cannot keep it alive, so released it: %s" % (name, err))
                 return result
         if keeping and (releasing or (spawned is not None and result.get("failed"))):
             # After the release, not before: the lease stays renewed until the key is gone.
