@@ -45,6 +45,7 @@ from lab import Lab  # noqa: E402
 
 CLUSTER = "bench"
 FORKS = 16
+PROFILE_LINES = 15  # --profile-lines
 ETCD_MEMBERS = 3
 
 STACK = """cluster: %(cluster)s
@@ -108,7 +109,8 @@ def run(playbook, inventory, extra_vars=None, profile=False, args=()):
     args = [os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "-i", inventory, playbook] + list(args)
     if extra_vars:
         args += ["-e", json.dumps(extra_vars)]
-    env = clean_env(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks") if profile else clean_env()
+    env = (clean_env(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PROFILE_TASKS_TASK_OUTPUT_LIMIT=str(max(PROFILE_LINES, 20)))
+           if profile else clean_env())
     start = time.monotonic()
     proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600, check=False)
     took = time.monotonic() - start
@@ -119,7 +121,7 @@ def run(playbook, inventory, extra_vars=None, profile=False, args=()):
     slowest = []
     if profile:
         # profile_tasks ends with "<task name> ---- 1.23s" lines, slowest first
-        slowest = [line.strip() for line in proc.stdout.splitlines() if line.rstrip().endswith("s") and " ---" in line][:15]
+        slowest = [line.strip() for line in proc.stdout.splitlines() if line.rstrip().endswith("s") and " ---" in line][:PROFILE_LINES]
     return took, changed, slowest
 
 
@@ -234,17 +236,20 @@ def report(results, repeat):
 
 
 def main():
+    global PROFILE_LINES  # pylint: disable=global-statement  # one setting for every run of this process
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", default="4,8,16", help="comma-separated lab sizes (default 4,8,16)")
     parser.add_argument("--per-host", type=int, default=25)
     parser.add_argument("--repeat", type=int, default=2, help="no-change and floor runs per size; the fastest counts")
     parser.add_argument("--no-peer", action="store_true", help="skip the docker_container loop at the smallest size")
     parser.add_argument("--profile", action="store_true", help="print the slowest tasks of a no-change run")
+    parser.add_argument("--profile-lines", type=int, default=PROFILE_LINES, help="how many of the slowest tasks --profile prints")
     parser.add_argument("--quick", action="store_true", help="2 hosts x 5 containers, no peer: a smoke run")
     parser.add_argument("--mode", choices=["host", "cluster", "both"], default="host",
                         help="stackfleet_converge_mode of the site.yml runs (both: each from empty hosts, same lab)")
     parser.add_argument("--no-image", action="store_true", help="skip the image-change run")
     args = parser.parse_args()
+    PROFILE_LINES = args.profile_lines
     sizes = [2] if args.quick else [int(x) for x in args.hosts.split(",")]
     per_host = 5 if args.quick else args.per_host
     base = os.environ.get("STACKFLEET_BENCH_SUBNET", "10.248.%d.0/24")
