@@ -27,8 +27,10 @@ LOCAL_TRANSPORTS = ("local", "ansible.builtin.local")
 def runs_in_worker(action: t.Any) -> bool:
     """True when action's task may run its logic in this worker with the module's result."""
     task = action._task
+    # The task's `environment` is a list of the levels that set one (play, block, task): [{}] when none does.
+    environment = [level for level in (task.environment or ()) if level]
     return (getattr(action._connection, "transport", None) in LOCAL_TRANSPORTS
-            and not action._play_context.become and not task.async_val and not task.environment)
+            and not action._play_context.become and not task.async_val and not environment)
 
 
 def validate(argument_spec: t.Mapping[str, t.Any], args: t.Mapping[str, t.Any],

@@ -51,20 +51,27 @@ class KeeperError(Exception):
 
 # ---------------------------------------------------------------- processes
 
-def process_start(pid: int) -> t.Optional[str]:
-    """The process's start time in clock ticks since boot (Linux /proc), None when unknown.
-    Together with the PID it names one process: a recycled PID has another start time."""
+def _stat(pid: int) -> t.Optional[t.List[str]]:
+    """The fields of /proc/<pid>/stat from field 3 (the state) on, None when unknown."""
     try:
         with open("/proc/%d/stat" % pid, "rb") as handle:
             raw = handle.read().decode("ascii", "replace")
     except OSError:
         return None
-    fields = raw.rpartition(")")[2].split()  # the command name may contain spaces and ')'
-    return fields[19] if len(fields) > 19 else None  # field 22 of stat; fields[0] is field 3
+    return raw.rpartition(")")[2].split()  # the command name may contain spaces and ')'
+
+
+def process_start(pid: int) -> t.Optional[str]:
+    """The process's start time in clock ticks since boot (Linux /proc), None when unknown.
+    Together with the PID it names one process: a recycled PID has another start time."""
+    fields = _stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None  # field 22 of stat; fields[0] is field 3
 
 
 def alive(pid: int, start: t.Optional[str] = None) -> bool:
-    """True while process `pid` runs (and, when `start` is known, is the same process)."""
+    """True while process `pid` runs (and, when `start` is known, is the same process). A zombie
+    has ended: whoever reaps it (its parent, or PID 1 for a keeper whose worker is gone) may take
+    its time, and a dead run or keeper must not count as running meanwhile."""
     if pid <= 0:
         return False
     try:
@@ -73,8 +80,11 @@ def alive(pid: int, start: t.Optional[str] = None) -> bool:
         return False
     except PermissionError:
         pass  # exists, belongs to someone else
-    if start is not None and os.path.exists("/proc/%d" % pid):
-        return process_start(pid) == start
+    fields = _stat(pid)
+    if fields and fields[0] in ("Z", "X"):
+        return False
+    if start is not None and fields is not None:
+        return len(fields) > 19 and fields[19] == start
     return True
 
 

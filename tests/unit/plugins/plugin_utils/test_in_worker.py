@@ -33,6 +33,8 @@ def action(args, transport="local", become=False, async_val=0, environment=None,
 
 @pytest.mark.parametrize("transport, kw, in_worker", [
     ("local", {}, True),
+    ("local", {"environment": [{}]}, True),               # what a task gets when no level sets an environment
+    ("local", {"environment": [{}, None]}, True),
     ("ansible.builtin.local", {}, True),
     ("ssh", {}, False),                                  # delegated to another host: the module runs there
     ("local", {"become": True}, False),                  # the module would run as another user

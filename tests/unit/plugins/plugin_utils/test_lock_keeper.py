@@ -204,3 +204,22 @@ def test_a_forked_keeper_runs_detached_and_ends_with_its_run(tmp_path, monkeypat
     assert not os.path.exists(_lock_keeper.state_path("prod", run.pid))
     with open(_lock_keeper.state_path("prod", run.pid)[:-len(".json")] + ".log") as log:
         assert "waiting for ctl:1 to take lock 'prod'" in log.read()
+
+
+def test_a_zombie_is_not_alive():
+    """An ended process its parent has not reaped yet (a run whose parent waits, a keeper whose
+    worker is gone and whose new parent reaps late) counts as gone."""
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    start = _lock_keeper.process_start(proc.pid)
+    deadline = time.monotonic() + 10
+    while _lock_keeper._stat(proc.pid)[0] != "Z" and time.monotonic() < deadline:  # ended, not reaped: we do not wait() yet
+        time.sleep(0.02)
+    try:
+        assert not _lock_keeper.alive(proc.pid, start) and not _lock_keeper.alive(proc.pid)
+    finally:
+        proc.wait()
+    assert _lock_keeper.alive(os.getpid(), _lock_keeper.process_start(os.getpid()))
