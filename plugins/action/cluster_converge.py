@@ -7,15 +7,12 @@ plugins/modules/cluster_converge.py."""
 
 from __future__ import annotations
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _converge_tasks, _docker
-from ansible_collections.stackfleet.cluster.plugins.plugin_utils._in_worker import InWorkerAction
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _converge_tasks
+from ansible_collections.stackfleet.cluster.plugins.plugin_utils._in_worker import DockerInWorkerAction
 
 
-class ActionModule(InWorkerAction):
+class ActionModule(DockerInWorkerAction):
 
     MODULE = "stackfleet.cluster.cluster_converge"
     ARGUMENT_SPEC = _converge_tasks.CLUSTER_SPEC
     WORK = staticmethod(_converge_tasks.run_cluster)
-
-    def available(self):
-        return _docker.HAS_DOCKER  # the docker SDK, in the controller's Python

@@ -7,11 +7,11 @@ module_utils/_converge_tasks.py, the documentation plugins/modules/containers.py
 
 from __future__ import annotations
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _converge_tasks, _docker
-from ansible_collections.stackfleet.cluster.plugins.plugin_utils._in_worker import InWorkerAction
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _converge_tasks
+from ansible_collections.stackfleet.cluster.plugins.plugin_utils._in_worker import DockerInWorkerAction
 
 
-class ActionModule(InWorkerAction):
+class ActionModule(DockerInWorkerAction):
 
     MODULE = "stackfleet.cluster.containers"
     ARGUMENT_SPEC = _converge_tasks.CONTAINERS_SPEC
@@ -19,6 +19,3 @@ class ActionModule(InWorkerAction):
     def work(self, params, check_mode, diff):
         # The documents as the task gave them: which keys were set is part of the config hash.
         return _converge_tasks.run_containers(params, self._task.args.get("containers"), check_mode, diff)
-
-    def available(self):
-        return _docker.HAS_DOCKER  # the docker SDK, in the controller's Python

@@ -6,15 +6,12 @@ the logic is module_utils/_fleet.py, the documentation plugins/modules/engine_pr
 
 from __future__ import annotations
 
-from ansible_collections.stackfleet.cluster.plugins.module_utils import _docker, _fleet
-from ansible_collections.stackfleet.cluster.plugins.plugin_utils._in_worker import InWorkerAction
+from ansible_collections.stackfleet.cluster.plugins.module_utils import _fleet
+from ansible_collections.stackfleet.cluster.plugins.plugin_utils._in_worker import DockerInWorkerAction
 
 
-class ActionModule(InWorkerAction):
+class ActionModule(DockerInWorkerAction):
 
     MODULE = "stackfleet.cluster.engine_probe"
     ARGUMENT_SPEC = _fleet.PROBE_SPEC
     WORK = staticmethod(_fleet.run_probe)
-
-    def available(self):
-        return _docker.HAS_DOCKER  # the docker SDK, in the controller's Python

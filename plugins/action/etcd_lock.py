@@ -28,8 +28,8 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.stackfleet.cluster.plugins.module_utils import _lock_task
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import CONNECTION_ARGSPEC
 from ansible_collections.stackfleet.cluster.plugins.module_utils._state import run_identity
-from ansible_collections.stackfleet.cluster.plugins.module_utils._task import TaskFailed
-from ansible_collections.stackfleet.cluster.plugins.plugin_utils import _in_worker, _lock_keeper
+from ansible_collections.stackfleet.cluster.plugins.plugin_utils import _lock_keeper
+from ansible_collections.stackfleet.cluster.plugins.plugin_utils._in_worker import InWorkerAction
 
 
 def connection_params(args):
@@ -43,13 +43,14 @@ def connection_params(args):
     return {k: result.validated_parameters.get(k) for k in CONNECTION_ARGSPEC}
 
 
-class ActionModule(ActionBase):
+class ActionModule(InWorkerAction):
 
-    _supports_check_mode = True
+    MODULE = "stackfleet.cluster.etcd_lock"
+    ARGUMENT_SPEC = _lock_task.ARGUMENT_SPEC
     _supports_async = False
 
     def run(self, tmp=None, task_vars=None):
-        result = super().run(tmp, task_vars)
+        result = ActionBase.run(self, tmp, task_vars)  # not InWorkerAction.run: the keeper goes around the task
         args = dict(self._task.args)
         owner = os.getppid()  # ansible-playbook: the worker running this task is its child
         if not args.get("holder"):
@@ -69,13 +70,13 @@ class ActionModule(ActionBase):
                 result.update(failed=True, changed=False, msg="cannot keep lock %r alive, so did not take it: %s"
                               % (name, err))
                 return result
-        result.update(self._take_or_release(args, task_vars))
+        result.update(self.run_task(args, task_vars))
         if spawned is not None:
             try:
                 keeper = _lock_keeper.wait_started(spawned, name, owner)
             except _lock_keeper.KeeperError as err:
                 if not result.get("failed"):  # taken: give it back rather than hold it unkept
-                    self._take_or_release(dict(args, state="released"), task_vars)
+                    self.run_task(dict(args, state="released"), task_vars)
                 result.update(failed=True, changed=False, msg="took lock %r but cannot keep it alive, so released it: %s" % (name, err))
                 return result
         if keeping and (releasing or (spawned is not None and result.get("failed"))):
@@ -87,15 +88,5 @@ class ActionModule(ActionBase):
                                 "watches_pid": owner}
         return result
 
-    def _take_or_release(self, args, task_vars):
-        """The module's result, from this worker when the task runs on the controller."""
-        if not _in_worker.runs_in_worker(self):
-            return self._execute_module(module_name="stackfleet.cluster.etcd_lock", module_args=args, task_vars=task_vars)
-        params, error, secrets = _in_worker.validate(_lock_task.ARGUMENT_SPEC, args)
-        if error:
-            return {"failed": True, "changed": False, "msg": error}
-        try:
-            outcome = _lock_task.run(params, params["holder"], bool(self._task.check_mode))
-        except TaskFailed as err:
-            outcome = dict(err.fields, failed=True, changed=False, msg=str(err))
-        return _in_worker.scrubbed(outcome, secrets)  # as the module's exit_json/fail_json would
+    def work(self, params, check_mode, diff):
+        return _lock_task.run(params, params["holder"], check_mode)

@@ -65,13 +65,19 @@ class InWorkerAction(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
+        result.update(self.run_task(self._task.args, task_vars))
+        return result
+
+    def run_task(self, args, task_vars):
+        """The module's result for `args`: from this worker when runs_in_worker() and available(),
+        else from the module, run as usual."""
         if not (runs_in_worker(self) and self.available()):
             wrap_async = bool(self._task.async_val) and not self._connection.has_native_async
-            result.update(self._execute_module(module_name=self.MODULE, task_vars=task_vars, wrap_async=wrap_async))
+            outcome = self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars, wrap_async=wrap_async)
             if not wrap_async:
                 self._remove_tmp_path(self._connection._shell.tmpdir)
-            return result
-        params, error, secrets = validate(self.ARGUMENT_SPEC, self._task.args)
+            return outcome
+        params, error, secrets = validate(self.ARGUMENT_SPEC, args)
         if error:
             outcome = {"failed": True, "changed": False, "msg": error}
         else:
@@ -79,8 +85,7 @@ class InWorkerAction(ActionBase):
                 outcome = self.work(params, bool(self._task.check_mode), bool(self._task.diff))
             except TaskFailed as err:
                 outcome = dict(err.fields, failed=True, changed=False, msg=str(err))
-        result.update(scrubbed(outcome, secrets))  # as the module's exit_json/fail_json would
-        return result
+        return scrubbed(outcome, secrets)  # as the module's exit_json/fail_json would
 
     def work(self, params, check_mode, diff):
         """The module's logic; WORK unless a subclass needs more of the task than its parameters."""
@@ -90,3 +95,13 @@ class InWorkerAction(ActionBase):
         """Whether the logic's libraries import in the controller's Python; if not, the module runs,
         with the interpreter the task names (which may have them)."""
         return True
+
+
+class DockerInWorkerAction(InWorkerAction):
+    """An InWorkerAction whose logic needs the docker SDK: in the worker only when the SDK imports in
+    the controller's Python."""
+
+    def available(self):
+        # Imported here, not at the top: the etcd tasks' workers need not load the SDK.
+        from ansible_collections.stackfleet.cluster.plugins.module_utils import _docker  # pylint: disable=import-outside-toplevel
+        return _docker.HAS_DOCKER
