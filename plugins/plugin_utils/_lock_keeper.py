@@ -5,9 +5,7 @@
 
 `etcd_lock`'s action plugin starts one keeper per lock and run, on the controller, just
 before it takes the lock, as a detached process in its own session: a fork of the task's worker
-(`spawn`), or, given another interpreter, that interpreter running
-
-    python -m ansible_collections.stackfleet.cluster.plugins.plugin_utils._lock_keeper  < job (JSON)
+(`spawn`), which has every module it needs loaded already.
 
 The keeper finds the lease of its holder's lock in etcd, then renews it (`/lease/keepalive`)
 every `interval` seconds (ttl/3) while the ansible-playbook process that took the lock (its PID and start time) is alive. When that
@@ -29,7 +27,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +36,6 @@ import typing as t
 from ansible_collections.stackfleet.cluster.plugins.module_utils._etcd import EtcdClient, EtcdError, client_from_params
 from ansible_collections.stackfleet.cluster.plugins.module_utils._state import decode_lock, lock_key
 
-MODULE = "ansible_collections.stackfleet.cluster.plugins.plugin_utils._lock_keeper"
 POLL = 0.5  # seconds between checks that the run is still there
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -216,36 +212,14 @@ def _is_keeper(doc: t.Mapping[str, t.Any]) -> bool:
 
 # ---------------------------------------------------------------- controller side
 
-def collections_root() -> str:
-    """The folder holding `ansible_collections/` this collection was loaded from."""
-    here = os.path.abspath(__file__)
-    parts = here.split(os.sep)
-    if "ansible_collections" not in parts:
-        raise KeeperError("cannot find the ansible_collections folder above %s" % here)
-    index = len(parts) - 1 - parts[::-1].index("ansible_collections")
-    return os.sep.join(parts[:index]) or os.sep
-
-
-def start(connection: t.Mapping[str, t.Any], name: str, holder: str, ttl: int, owner_pid: int,
-          python: t.Optional[str] = None) -> t.Tuple[t.Dict[str, t.Any], bool]:
-    """Start the keeper of lock `name` for the run `owner_pid` and wait until it runs; returns
-    (its state, whether it was started now). See spawn()."""
-    current, proc = spawn(connection, name, holder, ttl, owner_pid, python)
-    if proc is None:
-        return current or {}, False
-    return wait_started(proc, name, owner_pid), True
-
-
-def spawn(connection: t.Mapping[str, t.Any], name: str, holder: str, ttl: int, owner_pid: int,
-          python: t.Optional[str] = None) -> t.Tuple[t.Optional[t.Dict[str, t.Any]], t.Any]:
-    """Launch the keeper of lock `name` for the run `owner_pid` without waiting for it (the caller
-    takes the lock meanwhile, then calls wait_started). Launched before the lock is taken: it finds
-    the lease of `holder` itself, so a run interrupted right after the take is covered.
-
-    By default the keeper is a fork of this process, which has every module it needs loaded (a new
-    interpreter spent 0.3-0.8 s importing them); with `python`, that interpreter runs this module.
-    Returns (state, None) when this run already has a keeper for the lock (it keeps whatever lease
-    the holder has), else (None, the new process: a Popen, or the same interface for the fork)."""
+def spawn(connection: t.Mapping[str, t.Any], name: str, holder: str, ttl: int,
+          owner_pid: int) -> t.Tuple[t.Optional[t.Dict[str, t.Any]], t.Optional[Forked]]:
+    """Fork the keeper of lock `name` for the run `owner_pid` without waiting for it (the caller
+    takes the lock meanwhile, then calls wait_started). Forked before the lock is taken: it finds
+    the lease of `holder` itself, so a run interrupted right after the take is covered. A fork of
+    this process has every module it needs loaded (a new interpreter spent 0.3-0.8 s importing
+    them). Returns (state, None) when this run already has a keeper for the lock (it keeps whatever
+    lease the holder has), else (None, the new process)."""
     path = state_path(name, owner_pid)
     current = read_state(path)
     if current and _is_keeper(current):
@@ -253,22 +227,11 @@ def spawn(connection: t.Mapping[str, t.Any], name: str, holder: str, ttl: int, o
     prune_logs()
     job = {"connection": dict(connection), "name": name, "holder": holder, "ttl": ttl, "owner_pid": owner_pid,
            "owner_start": process_start(owner_pid), "state_file": path}
-    if python is None:
-        return None, _fork(job, _log_path(path))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (collections_root(), env.get("PYTHONPATH")) if p)
-    with open(os.open(_log_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as log:
-        proc = subprocess.Popen([python or sys.executable, "-m", MODULE], stdin=subprocess.PIPE, stdout=log,
-                                stderr=subprocess.STDOUT, cwd="/", env=env, close_fds=True, start_new_session=True)
-    if proc.stdin is None:  # stdin=PIPE always gives one; say so for type checkers
-        raise RuntimeError("lock keeper started without a stdin pipe")
-    proc.stdin.write(json.dumps(job).encode("utf-8"))
-    proc.stdin.close()
-    return None, proc
+    return None, _fork(job, _log_path(path))
 
 
 class Forked:
-    """The parts of Popen that wait_started uses, for a forked keeper (our child until we exit)."""
+    """The forked keeper, as wait_started sees it (our child until this worker exits)."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
@@ -327,7 +290,7 @@ def _fork(job: t.Mapping[str, t.Any], log_path: str) -> Forked:
         os._exit(code)  # pylint: disable=protected-access
 
 
-def wait_started(proc: t.Any, name: str, owner_pid: int) -> t.Dict[str, t.Any]:
+def wait_started(proc: Forked, name: str, owner_pid: int) -> t.Dict[str, t.Any]:
     """Wait until the keeper `proc` has written its state (it runs); KeeperError with its log if
     it exits or does not within START_TIMEOUT (then it is killed)."""
     path = state_path(name, owner_pid)
@@ -400,12 +363,6 @@ def _stopped(signum: int, frame: t.Any) -> None:
     raise SystemExit(0)
 
 
-def main() -> int:
-    job = json.loads(sys.stdin.read())
-    os.close(0)
-    return serve(job)
-
-
 def serve(job: t.Mapping[str, t.Any]) -> int:
     """The keeper's whole life for `job` (see the module's docstring)."""
     signal.signal(signal.SIGTERM, _stopped)
@@ -431,7 +388,3 @@ def serve(job: t.Mapping[str, t.Any]) -> int:
     if current and current.get("pid") == os.getpid():
         _remove(path)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -97,11 +97,6 @@ def test_stop_without_a_keeper_is_a_no_op(tmp_path, monkeypatch):
     assert _lock_keeper.stop("prod", 42) is None
 
 
-def test_collections_root_is_above_ansible_collections():
-    root = _lock_keeper.collections_root()
-    assert os.path.isdir(os.path.join(root, "ansible_collections", "stackfleet", "cluster"))
-
-
 # ---------------------------------------------------------------- before the take: finding the lease
 
 import json  # noqa: E402
